@@ -1,0 +1,109 @@
+"""ModelSpec JSON: round trips, atomic writes and errors that name the file and field."""
+
+import dataclasses
+import json
+
+import pytest
+
+from tfsp.postprocess.anchors import SSD300, num_anchors
+from tfsp.postprocess.ssd import SsdPostprocessConfig
+from tfsp.runtime.preprocess import ResizeMode
+from tfsp.spec import (DYNAMIC_DIM, ModelSpec, QuantMode, SpecError, Task, TensorInfo, detection_spec,
+                       write_atomic)
+
+CLASS_NAMES = ("person", "circle", "square", "triangle")
+CATEGORY_IDS = (1, 2, 3, 4)
+
+
+def _float_spec() -> ModelSpec:
+    return detection_spec(300, SSD300, CLASS_NAMES, CATEGORY_IDS, resize_mode=ResizeMode.STRETCH,
+                          postprocess=SsdPostprocessConfig(score_threshold=0.3, max_detections=50))
+
+
+def _int8_spec() -> ModelSpec:
+    return dataclasses.replace(
+        _float_spec(), quantization=QuantMode.INT8,
+        inputs=(TensorInfo("image", "uint8", (1, 300, 300, 3), scale=1.0, zero_point=0),),
+        outputs=(TensorInfo("box_deltas", "int8", (1, 8732, 4), scale=0.0421, zero_point=-3),
+                 TensorInfo("class_logits", "int8", (1, 8732, 5), scale=0.125, zero_point=17)))
+
+
+def test_detection_spec_describes_the_float_graph():
+    spec = _float_spec()
+    assert spec.task is Task.DETECTION and spec.quantization is QuantMode.FP32
+    assert spec.output_names == ("box_deltas", "class_logits")
+    assert [t.shape for t in spec.outputs] == [(DYNAMIC_DIM, 8732, 4), (DYNAMIC_DIM, 8732, 5)]
+    assert spec.inputs[0].shape == (DYNAMIC_DIM, 300, 300, 3) and not spec.inputs[0].quantized
+    assert num_anchors(spec.anchors) == 8732 and spec.num_classes == 4
+
+
+@pytest.mark.parametrize("make", [_float_spec, _int8_spec])
+def test_json_round_trip(tmp_path, make):
+    spec = make()
+    path = spec.to_json(tmp_path / "model.json")
+    loaded = ModelSpec.from_json(path)
+    assert loaded == spec
+    assert loaded.anchors.min_sizes == SSD300.min_sizes and isinstance(loaded.anchors.aspect_ratios[0], tuple)
+    assert json.loads(path.read_text())["quantization"] == spec.quantization.name
+
+
+def test_int8_params_survive(tmp_path):
+    loaded = ModelSpec.from_json(_int8_spec().to_json(tmp_path / "q.json"))
+    box, logits = loaded.outputs
+    assert (box.dtype, box.scale, box.zero_point) == ("int8", 0.0421, -3)
+    assert logits.quantized and loaded.inputs[0].dtype == "uint8"
+
+
+def test_write_is_atomic_and_replaces(tmp_path):
+    target = tmp_path / "sub" / "spec.json"
+    write_atomic(target, b"old")
+    _float_spec().to_json(target)
+    assert ModelSpec.from_json(target) == _float_spec()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["spec.json"]  # no temp files left
+
+
+def _write(tmp_path, data) -> str:
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_unknown_field_names_file_and_field(tmp_path):
+    data = _float_spec().to_dict()
+    data["postprocess"]["nms_threshold"] = 0.5
+    path = _write(tmp_path, data)
+    with pytest.raises(SpecError, match=rf"{path}: postprocess\.nms_threshold: unknown field"):
+        ModelSpec.from_json(path)
+
+
+def test_missing_field_names_file_and_field(tmp_path):
+    data = _float_spec().to_dict()
+    del data["anchors"]["feature_map_sizes"]
+    path = _write(tmp_path, data)
+    with pytest.raises(SpecError, match=rf"{path}: anchors\.feature_map_sizes: missing field"):
+        ModelSpec.from_json(path)
+
+
+def test_bad_enum_and_type_are_errors(tmp_path):
+    data = _float_spec().to_dict()
+    data["quantization"] = "INT4"
+    with pytest.raises(SpecError, match=r"quantization: 'INT4' is not one of FP32, FP16, DYNAMIC, INT8"):
+        ModelSpec.from_json(_write(tmp_path, data))
+    data = _float_spec().to_dict()
+    data["input_size"] = "300"
+    with pytest.raises(SpecError, match=r"input_size: expected int, got str"):
+        ModelSpec.from_json(_write(tmp_path, data))
+
+
+def test_invalid_values_are_errors(tmp_path):
+    data = _float_spec().to_dict()
+    data["category_ids"] = [1, 2]
+    with pytest.raises(SpecError, match="same length"):
+        ModelSpec.from_json(_write(tmp_path, data))
+    data = _float_spec().to_dict()
+    data["postprocess"]["iou_threshold"] = 1.5
+    with pytest.raises(SpecError, match=r"postprocess: .*iou_threshold must be in \[0, 1\]"):
+        ModelSpec.from_json(_write(tmp_path, data))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SpecError, match="bad.json: not valid JSON"):
+        ModelSpec.from_json(tmp_path / "bad.json")

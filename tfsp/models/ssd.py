@@ -1,0 +1,211 @@
+"""SSD detector (Liu et al., 2016) on a MobileNetV2 backbone, Keras 3.
+
+Graph, in labelled sections of :func:`build_ssd`:
+
+1. input ``image`` (B, S, S, 3) float32 RGB in [0, 255], normalised in the graph;
+2. MobileNetV2 feature maps at ``backbone_strides`` (:mod:`tfsp.models.backbones`);
+3. extra feature layers: 1x1 conv (half width) then 3x3 conv that halves the map (stride 2
+   "same", or a "valid" 3x3 where the anchor config asks for it, e.g. 3 -> 1 in SSD300);
+4. per-map 3x3 conv heads, reshaped to (B, f*f*k, D) in (y, x, box) order and concatenated
+   map by map — exactly the order of ``tfsp.postprocess.anchors.generate_ssd_anchors``.
+
+Outputs are a dict of two raw tensors, ``box_deltas`` (B, A, 4) (``encode_cxcywh`` deltas) and
+``class_logits`` (B, A, C+1) (index 0 background), decoded by :mod:`tfsp.postprocess.ssd`.
+Only standard Keras layers are used, so ``keras.models.load_model(path, compile=False)`` needs
+no custom objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from tfsp.models.backbones import (
+    DEFAULT_BN_MOMENTUM,
+    mobilenet_v2_features,
+    normalise_image,
+)
+from tfsp.postprocess.anchors import (
+    SSD300,
+    SsdAnchorConfig,
+    generate_ssd_anchors,
+    num_anchors_per_location,
+)
+from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS
+
+INPUT_NAME = "image"
+NUM_BOX_COORDS = 4
+HEAD_KERNEL_SIZE = 3
+RELU_MAX = 6.0
+BN_EPSILON = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class SsdConfig:
+    """SSD model configuration.
+
+    Attributes:
+        input_size: square input side S in pixels; must equal ``anchors.image_size``.
+        num_classes: number of foreground classes C (logits have C + 1 channels).
+        anchors: default boxes; its ``feature_map_sizes`` must match the model's maps.
+        alpha: MobileNetV2 width multiplier.
+        backbone_strides: backbone output strides used as the first feature maps.
+        extra_channels: output channels of each extra block (one per remaining map).
+        bn_momentum: momentum of every batch-norm layer.
+        backbone_weights: optional local MobileNetV2 ``*_no_top.h5`` weights (never downloaded).
+    """
+
+    input_size: int
+    num_classes: int
+    anchors: SsdAnchorConfig
+    alpha: float = 1.0
+    backbone_strides: tuple[int, ...] = (8, 16, 32)
+    extra_channels: tuple[int, ...] = ()
+    bn_momentum: float = DEFAULT_BN_MOMENTUM
+    backbone_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        num_maps = len(self.anchors.feature_map_sizes)
+        if self.input_size != self.anchors.image_size:
+            raise ValueError(
+                f"input_size {self.input_size} != anchors.image_size {self.anchors.image_size}"
+            )
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        if len(self.backbone_strides) + len(self.extra_channels) != num_maps:
+            raise ValueError(
+                f"{len(self.backbone_strides)} backbone maps + {len(self.extra_channels)} extra "
+                f"maps != {num_maps} anchor feature maps"
+            )
+        object.__setattr__(self, "backbone_strides", tuple(self.backbone_strides))
+        object.__setattr__(self, "extra_channels", tuple(self.extra_channels))
+
+
+SSD300_CONFIG = SsdConfig(
+    input_size=300,
+    num_classes=20,
+    anchors=SSD300,
+    alpha=1.0,
+    backbone_strides=(8, 16, 32),
+    extra_channels=(512, 256, 256),
+)
+"""The paper's SSD300 geometry (maps 38, 19, 10, 5, 3, 1; 8732 boxes) on MobileNetV2, 20 VOC
+classes."""
+
+SYNTH_INPUT_SIZE = 192
+SYNTH_MIN_SIZES = (12.0, 28.0, 60.0, 120.0)
+SYNTH_MAX_SIZES = (28.0, 60.0, 120.0, 180.0)
+SYNTH_ANCHORS = SsdAnchorConfig(
+    image_size=SYNTH_INPUT_SIZE,
+    feature_map_sizes=(24, 12, 6, 3),
+    min_scale=SYNTH_MIN_SIZES[0] / SYNTH_INPUT_SIZE,
+    max_scale=SYNTH_MAX_SIZES[-1] / SYNTH_INPUT_SIZE,
+    aspect_ratios=((2.0, 3.0),) * 4,
+    min_sizes=SYNTH_MIN_SIZES,
+    max_sizes=SYNTH_MAX_SIZES,
+)
+"""Anchors for the synthetic set at 192 px input (strides 8, 16, 32, 64; 4590 anchors).
+
+Its 256 px images hold objects of 7-180 px (square root of the box area; 5-95th percentile
+15-150 px), so 5-135 px at 192 px input, with box h/w from 0.4 to 3.7 (people, truncation).
+Ratio-1 boxes of 12, 18, 28, 41, 60, 85, 120 and 147 px (about x1.45 apart) plus ratio 2 and 3
+boxes at 12, 28, 60 and 120 px give every box of 9-135 px a concentric anchor with IoU >= 0.5
+up to h/w 2 (>= 0.44 at h/w 3)."""
+
+SSD_SYNTH_CONFIG = SsdConfig(
+    input_size=SYNTH_INPUT_SIZE,
+    num_classes=4,
+    anchors=SYNTH_ANCHORS,
+    alpha=0.35,
+    backbone_strides=(8, 16, 32),
+    extra_channels=(128,),
+)
+"""Small default for the embedded synthetic data (person, circle, square, triangle)."""
+
+
+def ssd_anchors(config: SsdConfig) -> np.ndarray:
+    """The model's default boxes: (A, 4) float32 normalised ``[cx, cy, w, h]``, output order."""
+    return generate_ssd_anchors(config.anchors)
+
+
+def _extra_geometry(in_size: int, out_size: int) -> tuple[int, str]:
+    """(stride, padding) of the 3x3 conv taking an ``in_size`` map to ``out_size``."""
+    if math.ceil(in_size / 2) == out_size:
+        return 2, "same"
+    if in_size - 2 == out_size:
+        return 1, "valid"
+    if in_size >= 3 and (in_size - 3) // 2 + 1 == out_size:
+        return 2, "valid"
+    raise ValueError(f"no 3x3 conv maps a {in_size}px feature map to {out_size}px")
+
+
+def _conv_bn_relu(x, filters: int, kernel: int, strides: int, padding: str, name: str, momentum):
+    x = keras.layers.Conv2D(
+        filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
+    )(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=momentum, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(RELU_MAX, name=f"{name}_relu")(x)
+
+
+def _head(features, anchors_per_location, depth: int, prefix: str, output_name: str):
+    """Per-map 3x3 conv predicting ``depth`` values per box, flattened to (B, f*f*k, depth)."""
+    flat = []
+    for i, (x, k) in enumerate(zip(features, anchors_per_location)):
+        y = keras.layers.Conv2D(
+            k * depth, HEAD_KERNEL_SIZE, padding="same", name=f"{prefix}_head_{i}"
+        )(x)
+        cells = x.shape[1] * x.shape[2]
+        name = output_name if len(features) == 1 else f"{prefix}_flat_{i}"
+        flat.append(keras.layers.Reshape((cells * k, depth), name=name)(y))
+    if len(flat) == 1:
+        return flat[0]
+    return keras.layers.Concatenate(axis=1, name=output_name)(flat)
+
+
+def build_ssd(config: SsdConfig) -> keras.Model:
+    """Builds the SSD functional model.
+
+    Args:
+        config: model configuration.
+
+    Returns:
+        ``keras.Model`` with input ``image`` (B, S, S, 3) float32 RGB in [0, 255] and dict
+        outputs ``box_deltas`` (B, A, 4) float32 and ``class_logits`` (B, A, C+1) float32, A
+        anchors in :func:`ssd_anchors` order.
+
+    Raises:
+        ValueError: the feature maps do not match ``config.anchors.feature_map_sizes``.
+    """
+    size = config.input_size
+    # 1. Input and in-graph normalisation.
+    image = keras.Input(shape=(size, size, 3), dtype="float32", name=INPUT_NAME)
+    x = normalise_image(image)
+
+    # 2. Backbone feature maps.
+    features = mobilenet_v2_features(
+        x, config.backbone_strides, config.alpha, config.backbone_weights, config.bn_momentum
+    )
+
+    # 3. Extra feature layers.
+    map_sizes = config.anchors.feature_map_sizes
+    x = features[-1]
+    for i, channels in enumerate(config.extra_channels):
+        in_size = x.shape[1]
+        stride, padding = _extra_geometry(in_size, map_sizes[len(features)])
+        x = _conv_bn_relu(x, channels // 2, 1, 1, "same", f"extra_{i}_reduce", config.bn_momentum)
+        x = _conv_bn_relu(x, channels, 3, stride, padding, f"extra_{i}", config.bn_momentum)
+        features.append(x)
+    actual = tuple(int(f.shape[1]) for f in features)
+    if actual != map_sizes or any(f.shape[1] != f.shape[2] for f in features):
+        raise ValueError(f"feature maps {actual} do not match anchor feature_map_sizes {map_sizes}")
+
+    # 4. Heads, flattened in anchor order.
+    per_location = num_anchors_per_location(config.anchors)
+    box_deltas = _head(features, per_location, NUM_BOX_COORDS, "box", BOX_DELTAS)
+    class_logits = _head(features, per_location, config.num_classes + 1, "class", CLASS_LOGITS)
+    return keras.Model(
+        image, {BOX_DELTAS: box_deltas, CLASS_LOGITS: class_logits}, name="ssd_mobilenet_v2"
+    )

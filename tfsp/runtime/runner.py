@@ -1,0 +1,101 @@
+"""One interface for every graph runtime: images in, raw outputs by name out.
+
+``KerasRunner`` (server, ``tfsp.runtime.keras_runner``) and ``TFLiteRunner``
+(device, ``tfsp.runtime.tflite_runner``) both satisfy ``Runner``, so pipelines
+and evaluation never know which one they hold. ``open_runner`` picks one by file
+extension and imports the Keras runner only for ``.keras`` files, so this module
+stays device-safe.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+KERAS_SUFFIX = ".keras"
+TFLITE_SUFFIX = ".tflite"
+IMAGE_CHANNELS = 3
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """A graph that maps a batch of images to raw outputs by name.
+
+    Attributes:
+        input_size: square input side S in pixels.
+        output_names: names of the outputs ``__call__`` returns.
+    """
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def output_names(self) -> tuple[str, ...]: ...
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs the graph.
+
+        Args:
+            images: (B, S, S, 3) float32 RGB in [0, 255] (``preprocess_image`` output).
+
+        Returns:
+            Dict output name -> float32 array with leading batch dimension B
+            (int8 graphs: already dequantised).
+        """
+        ...
+
+
+def check_images(images: np.ndarray, input_size: int) -> np.ndarray:
+    """Validates a runner input batch.
+
+    Args:
+        images: (B, S, S, 3) float32 RGB in [0, 255].
+        input_size: the runner's S.
+
+    Returns:
+        ``images`` as a C-contiguous float32 array (no copy when already so).
+
+    Raises:
+        ValueError: wrong dtype or shape.
+    """
+    if not isinstance(images, np.ndarray) or images.dtype != np.float32:
+        raise ValueError(f"images must be a float32 numpy array, got "
+                         f"{getattr(images, 'dtype', type(images).__name__)}")
+    expected = (input_size, input_size, IMAGE_CHANNELS)
+    if images.ndim != 4 or images.shape[1:] != expected or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (B, {input_size}, {input_size}, {IMAGE_CHANNELS}) "
+                         f"with B >= 1, got {images.shape}")
+    return np.ascontiguousarray(images)
+
+
+def open_runner(path: str | os.PathLike, num_threads: int | None = None) -> Runner:
+    """Opens a model file with the runner its extension calls for.
+
+    Args:
+        path: ``.keras`` (Keras 3, imports TensorFlow) or ``.tflite`` (LiteRT).
+        num_threads: CPU threads for the TFLite interpreter (None: its default);
+            ignored for Keras.
+
+    Returns:
+        A ``Runner``.
+
+    Raises:
+        ValueError: unknown extension.
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == KERAS_SUFFIX:
+        from tfsp.runtime.keras_runner import KerasRunner  # TensorFlow only when asked for.
+
+        return KerasRunner(path)
+    if suffix == TFLITE_SUFFIX:
+        from tfsp.runtime.tflite_runner import TFLiteRunner
+
+        return TFLiteRunner(path, num_threads=num_threads)
+    raise ValueError(f"{path}: unknown model extension {suffix!r}; expected {KERAS_SUFFIX} or {TFLITE_SUFFIX}")
