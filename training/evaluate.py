@@ -1,0 +1,179 @@
+"""COCO evaluation of a model through the same pipeline the device runs.
+
+    python -m training.evaluate --model runs/ssd/model.keras --data data/synth
+    python -m training.evaluate --model exports/ssd_int8.tflite [--spec X.json] --data data/synth \\
+        [--split val] [--max-images N] [--out stats.json]
+
+The model is opened with `tfsp.runtime.runner.open_runner` (Keras or TFLite) and
+every image goes through `tfsp.runtime.detection.DetectionPipeline` (numpy
+preprocess -> runner -> numpy decode), exactly as on the device. Training's
+periodic evaluation calls `evaluate_runner` with a KerasRunner over the
+in-memory model, so both report the same numbers for the same weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from tfsp.data.coco import CocoDataset, load_split
+from tfsp.eval import IouType, evaluate_coco
+from tfsp.runtime.detection import DetectionPipeline, StageTimings, detect_coco
+from tfsp.runtime.runner import Runner, open_runner
+from tfsp.spec import ModelSpec, SpecError, Task
+from training.cli import SuggestingParser
+
+DEFAULT_DATA_ROOT = "data/synth"
+DEFAULT_SPLIT = "val"
+RUN_SPEC_FILENAME = "spec.json"  # beside OUT/model.keras (see training.trainer)
+CHECKPOINT_DIRNAME = "checkpoints"  # OUT/checkpoints/last.keras -> OUT/spec.json
+SPEC_SUFFIX = ".json"  # exports: NAME.tflite -> NAME.json
+MISSING_STAT = -1.0  # pycocotools' value where no ground truth falls in the stat's range
+EXIT_ERROR = 1
+STAT_DESCRIPTIONS: dict[str, str] = {
+    "AP": "IoU 0.50:0.95, all areas",
+    "AP50": "IoU 0.50",
+    "AP75": "IoU 0.75",
+    "APs": "small objects (< 32^2 px)",
+    "APm": "medium objects",
+    "APl": "large objects (> 96^2 px)",
+    "AR1": "1 detection per image",
+    "AR10": "10 detections per image",
+    "AR100": "100 detections per image",
+    "ARs": "small objects",
+    "ARm": "medium objects",
+    "ARl": "large objects",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """COCO evaluation of one model on one split.
+
+    Attributes:
+        stats: Stat name (`tfsp.eval.BOX_STAT_NAMES`) -> value in [0, 1], or -1 where the
+            split has no ground truth in that stat's range.
+        num_images: Images evaluated.
+        num_detections: Detections produced over those images.
+        timings: Mean per-image pipeline stage timings in milliseconds.
+    """
+
+    stats: Mapping[str, float]
+    num_images: int
+    num_detections: int
+    timings: StageTimings
+
+    def format_table(self) -> str:
+        """The stats as an aligned text table, one named stat per line."""
+        lines = []
+        for name, value in self.stats.items():
+            shown = "   n/a" if value == MISSING_STAT else f"{value:.4f}"
+            lines.append(f"  {name:<6} {shown}   {STAT_DESCRIPTIONS.get(name, '')}".rstrip())
+        t = self.timings
+        lines.append(f"  per image: preprocess {t.preprocess_ms:.1f} ms, inference {t.inference_ms:.1f} ms, "
+                     f"postprocess {t.postprocess_ms:.1f} ms")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {"bbox": dict(self.stats), "num_images": self.num_images, "num_detections": self.num_detections,
+                "timings_ms": dataclasses.asdict(self.timings)}
+
+
+def evaluate_runner(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
+                    max_images: int | None = None) -> EvalResult:
+    """Runs a split through the task's device pipeline and evaluates it with pycocotools.
+
+    Args:
+        runner: Keras or TFLite runner of the model.
+        spec: The model's ModelSpec (task, preprocessing, decoding, category ids).
+        dataset: The split; only its loaded records (corrupt images skipped) are evaluated.
+        max_images: Evaluate the first this-many records only (None: all).
+
+    Returns:
+        The `EvalResult`.
+
+    Raises:
+        ValueError: Unsupported task, or spec and data set disagree on category ids.
+    """
+    if spec.task is not Task.DETECTION:
+        raise ValueError(f"evaluation of task {spec.task.value} is not supported yet")
+    if tuple(spec.category_ids) != tuple(dataset.category_ids):
+        raise ValueError(f"model category ids {spec.category_ids} != {dataset.instances_json} "
+                         f"category ids {dataset.category_ids}")
+    records = dataset.records[:max_images]
+    pipeline = DetectionPipeline(runner, spec)
+    results, timings = detect_coco(pipeline, records)
+    stats = evaluate_coco(dataset.instances_json, results, IouType.BBOX,
+                          image_ids=[record.image_id for record in records])
+    return EvalResult(stats=stats, num_images=len(records), num_detections=len(results), timings=timings)
+
+
+def find_spec(model_path: str | os.PathLike[str]) -> Path:
+    """Finds the ModelSpec JSON of a model file.
+
+    Looks for, in order: NAME.json beside NAME.tflite/NAME.keras (exports), spec.json in
+    the model's folder (a training run), spec.json in the run folder above
+    OUT/checkpoints/ (a checkpoint).
+
+    Raises:
+        FileNotFoundError: None of these exist.
+    """
+    model = Path(model_path)
+    candidates = [model.with_suffix(SPEC_SUFFIX), model.parent / RUN_SPEC_FILENAME]
+    if model.parent.name == CHECKPOINT_DIRNAME:
+        candidates.append(model.parent.parent / RUN_SPEC_FILENAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no ModelSpec for {model} (tried {tried}); pass --spec PATH")
+
+
+def build_parser() -> SuggestingParser:
+    """The CLI's argument parser."""
+    parser = SuggestingParser(prog="python -m training.evaluate", allow_abbrev=False,
+                              description="COCO bbox evaluation through the device detection pipeline.")
+    parser.add_argument("--model", type=Path, required=True, help="model file: .keras or .tflite")
+    parser.add_argument("--spec", type=Path, help="ModelSpec JSON (default: found beside the model)")
+    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_ROOT),
+                        help=f"COCO-layout data root (default {DEFAULT_DATA_ROOT})")
+    parser.add_argument("--split", default=DEFAULT_SPLIT, help=f"split to evaluate (default {DEFAULT_SPLIT})")
+    parser.add_argument("--max-images", type=int, help="evaluate the first N images only")
+    parser.add_argument("--threads", type=int, help="TFLite interpreter threads (default: its own)")
+    parser.add_argument("--out", type=Path, help="write the stats as JSON here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the evaluation CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        spec_path = args.spec or find_spec(args.model)
+        spec = ModelSpec.from_json(spec_path)
+        dataset = load_split(args.data, args.split)
+        runner = open_runner(args.model, num_threads=args.threads)
+        result = evaluate_runner(runner, spec, dataset, args.max_images)
+    except (FileNotFoundError, SpecError, ValueError) as error:
+        print(f"evaluation failed: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{args.model} ({spec.quantization.value}, spec {spec_path}) on {args.data} [{args.split}]: "
+          f"{result.num_images} images ({len(dataset.skipped_images)} skipped as missing/corrupt), "
+          f"{result.num_detections} detections")
+    print("COCO bbox:")
+    print(result.format_table())
+    if args.out is not None:
+        payload = {"model": str(args.model), "spec": str(spec_path), "data": str(args.data),
+                   "split": args.split, **result.to_dict()}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""What the generic trainer needs to know about each model kind: one explicit table.
+
+`RECIPES` maps every `training.config.ModelKind` to a `ModelRecipe` (model
+builder, losses, tf.data targets, ModelSpec builder). Adding a model means adding
+one config section, one recipe and one `RECIPES` entry; nothing is looked up by
+string.
+
+The ModelSpec of a run is built in exactly one place, `build_run_spec`; training
+writes it as OUT/spec.json beside OUT/model.keras, and `python -m export` and
+`python -m training.evaluate` read that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from tfsp.data.coco import CocoDataset
+from tfsp.data.targets import make_ssd_target_fn, ssd_fit_targets
+from tfsp.losses import ssd_losses
+from tfsp.models.ssd import build_ssd, ssd_anchors
+from tfsp.spec import ModelSpec, detection_spec
+from training.config import ModelKind, TrainConfig
+
+Example = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRecipe:
+    """How the trainer builds, feeds and describes one model kind.
+
+    Attributes:
+        input_size: Config -> square model input side S in pixels.
+        num_classes: Config -> number of foreground classes the model predicts.
+        build_model: Config -> uncompiled `keras.Model` (input "image" (B,S,S,3) float32
+            0..255, dict of named raw outputs).
+        losses: Config -> `{output name: keras.losses.Loss}` for `model.compile`.
+        target_fn: Config -> per-example `fn(example) -> example` adding training
+            targets (mapped by `tfsp.data.pipeline.make_dataset`).
+        fit_targets: Batch dict -> `(x, y)` for `keras.Model.fit`, y keyed by output name.
+        build_spec: (config, data set) -> float32 `ModelSpec` of the trained graph.
+    """
+
+    input_size: Callable[[TrainConfig], int]
+    num_classes: Callable[[TrainConfig], int]
+    build_model: Callable[[TrainConfig], keras.Model]
+    losses: Callable[[TrainConfig], dict[str, keras.losses.Loss]]
+    target_fn: Callable[[TrainConfig], Callable[[Example], Example]]
+    fit_targets: Callable[[Example], tuple[Any, dict[str, Any]]]
+    build_spec: Callable[[TrainConfig, CocoDataset], ModelSpec]
+
+
+def _ssd_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
+    return detection_spec(
+        config.ssd.input_size,
+        config.ssd.anchors,
+        dataset.class_names,
+        dataset.category_ids,
+        resize_mode=config.data.resize,
+    )
+
+
+SSD_RECIPE = ModelRecipe(
+    input_size=lambda config: config.ssd.input_size,
+    num_classes=lambda config: config.ssd.num_classes,
+    build_model=lambda config: build_ssd(config.ssd),
+    losses=lambda config: ssd_losses(),
+    target_fn=lambda config: make_ssd_target_fn(ssd_anchors(config.ssd)),
+    fit_targets=ssd_fit_targets,
+    build_spec=_ssd_spec,
+)
+
+RECIPES: dict[ModelKind, ModelRecipe] = {ModelKind.SSD: SSD_RECIPE}
+
+
+def build_run_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
+    """The float32 ModelSpec of a run's Keras model (written as OUT/spec.json).
+
+    Args:
+        config: The run's resolved config.
+        dataset: A split of the run's data set (class names and COCO category ids).
+
+    Returns:
+        The spec; for SSD, `tfsp.spec.detection_spec` of `config.ssd` with the
+        data set's classes and `config.data.resize`.
+
+    Raises:
+        ValueError: The model's class count differs from the data set's.
+    """
+    recipe = RECIPES[config.model]
+    if recipe.num_classes(config) != dataset.num_classes:
+        section = config.model.value
+        raise ValueError(
+            f"{section}.num_classes is {recipe.num_classes(config)} but {dataset.instances_json} has "
+            f"{dataset.num_classes} categories {dataset.class_names}; set {section}.num_classes "
+            f"to {dataset.num_classes} in the config"
+        )
+    return recipe.build_spec(config, dataset)
