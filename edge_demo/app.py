@@ -23,11 +23,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_demo.cli import SuggestingParser, positive_int, probability
 from edge_demo.sources import AnnotatedWriter, FrameReader, SourceError, parse_source
-from tfsp.runtime.detection import DetectionPipeline, StageTimings
+from tfsp.cli import SuggestingParser, positive_int, probability
+from tfsp.runtime.detection import DetectionPipeline
 from tfsp.runtime.runner import Runner, TFLITE_SUFFIX
 from tfsp.runtime.tflite_runner import TFLiteRunner
+from tfsp.runtime.timing import MS_PER_S, StageTimings
 from tfsp.spec import ModelSpec, SpecError, Task
 from tfsp.structures import Detections
 from tfsp.viz import draw_detections, draw_timing
@@ -41,7 +42,6 @@ OVERLAY_LINES = 1 + len(STAGE_NAMES)
 """Text lines of the timing overlay at the top left: FPS, then one per stage."""
 FPS_SMOOTHING = 0.9
 """Weight of the previous value in the moving average of the pipeline time (pre + inference + post) shown as FPS."""
-MS_PER_S = 1000.0
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
 WINDOW_NAME = "edge_demo"
 DESCRIPTION = "Run an exported .tflite model on an image, an image directory, a video or a camera."
@@ -249,7 +249,7 @@ def _print_summary(timings: list[StageTimings], skipped: list[str], written: lis
 
 def build_parser() -> argparse.ArgumentParser:
     """The demo's argument parser."""
-    parser = SuggestingParser(prog="python -m edge_demo", description=DESCRIPTION, allow_abbrev=False)
+    parser = SuggestingParser(prog="python -m edge_demo", description=DESCRIPTION)
     parser.add_argument("--model", type=Path, required=True, metavar="PATH", help="exported .tflite model")
     parser.add_argument("--source", required=True, metavar="SOURCE",
                         help="image file, image directory, video file or camera index")

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_demo.app import DEFAULT_SCORE_THRESHOLD, STAGE_NAMES, EdgeDemoError, LoadedModel, load_model, stage_values
-from edge_demo.cli import SuggestingParser, non_negative_int, positive_int, probability
 from edge_demo.sources import FrameReader, SourceError, parse_source
-from tfsp.runtime.detection import StageTimings
-from tfsp.spec import write_atomic
+from tfsp.cli import SuggestingParser, non_negative_int, positive_int, probability
+from tfsp.fileio import write_text_atomic
+from tfsp.runtime.timing import StageTimings
 
 DEFAULT_RUNS = 50
 """Timed rounds (each runs every model once)."""
@@ -147,7 +147,7 @@ def format_table(results: Sequence[ModelLatency]) -> str:
 
 def build_parser() -> SuggestingParser:
     """The benchmark's argument parser."""
-    parser = SuggestingParser(prog="python -m edge_demo.benchmark", description=DESCRIPTION, allow_abbrev=False)
+    parser = SuggestingParser(prog="python -m edge_demo.benchmark", description=DESCRIPTION)
     parser.add_argument("--models", type=Path, nargs="+", required=True, metavar="PATH",
                         help=".tflite models (spec JSON beside each); ratios are to the first")
     parser.add_argument("--source", required=True, help="image, image directory or video")
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         settings = {"source": args.source, "runs": args.runs, "warmup": warmup, "threads": args.threads,
                     "score_threshold": args.score, "images": len(images)}
-        write_atomic(args.json, (json.dumps(to_json(results, settings), indent=2) + "\n").encode())
+        write_text_atomic(args.json, json.dumps(to_json(results, settings), indent=2) + "\n")
         print(f"wrote {args.json}")
     return EXIT_OK
 

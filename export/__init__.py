@@ -6,3 +6,8 @@ Modules:
     calibration: int8 calibration images from the training pipeline or an image folder.
     cli: ``python -m export`` (``main``).
 """
+
+import os as _os
+
+# Hide TensorFlow's C++ INFO/WARNING start-up lines in these CLIs (errors still show); an explicit setting wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

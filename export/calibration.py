@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsp.runtime.detection import read_image_rgb
-from tfsp.runtime.preprocess import preprocess_image
+from tfsp.runtime.preprocess import preprocess_image, read_image_rgb
 from tfsp.spec import ModelSpec
 
 CALIBRATION_IMAGES = 100

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import keras
 
 from export.calibration import CALIBRATION_IMAGES, calibration_images
 from export.convert import QUANT_SETTINGS, ExportError, export_model
+from tfsp.cli import SuggestingParser, positive_int, suggest
 from tfsp.data.coco import load_split
 from tfsp.spec import ModelSpec, QuantMode, SpecError
 from training.config import load_config
@@ -79,37 +79,20 @@ def resolve_run(run: Path | None, model: Path | None, spec: Path | None, data: P
     return RunSource(model_path, build_run_spec(config, dataset), data_root)
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    match = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {match[0]}?)" if match else ""
-
-
 def _quant_mode(text: str) -> QuantMode:
     choices = [mode.value for mode in QuantMode]
     if text.lower() in choices:
         return QuantMode(text.lower())
-    raise argparse.ArgumentTypeError(f"unknown mode {text!r}{_suggest(text.lower(), choices)}; "
+    raise argparse.ArgumentTypeError(f"unknown mode {text!r}{suggest(text.lower(), choices)}; "
                                      f"choose from {', '.join(choices)}")
-
-
-class _Parser(argparse.ArgumentParser):
-    """Rejects unknown arguments with close-match suggestions instead of a bare list."""
-
-    def parse_args(self, args=None, namespace=None):
-        """``argparse.ArgumentParser.parse_args`` with suggestions for unknown arguments."""
-        parsed, unknown = self.parse_known_args(args, namespace)
-        if unknown:
-            options = [option for action in self._actions for option in action.option_strings]
-            hints = [f"{arg}{_suggest(arg.split('=')[0], options)}" for arg in unknown]
-            self.error(f"unrecognized arguments: {', '.join(hints)}")
-        return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (``--quant`` choices from ``QUANT_SETTINGS``)."""
     modes = "; ".join(f"{mode.value}: {s.description}" for mode, s in QUANT_SETTINGS.items())
-    parser = _Parser(prog="python -m export", allow_abbrev=False,
-                     description="Export a trained run to NAME.tflite (builtin ops only) + NAME.json (ModelSpec).")
+    parser = SuggestingParser(
+        prog="python -m export",
+        description="Export a trained run to NAME.tflite (builtin ops only) + NAME.json (ModelSpec).")
     parser.add_argument("--run", type=Path, help=f"run directory with {MODEL_FILE} and {SPEC_FILE} or {CONFIG_FILE}")
     parser.add_argument("--model", type=Path, help=f"Keras model (default RUN/{MODEL_FILE})")
     parser.add_argument("--spec", type=Path, help=f"float ModelSpec JSON (default {SPEC_FILE} beside the model)")
@@ -117,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="{" + ",".join(mode.value for mode in QuantMode) + "}",
                         help=f"quantisation (default {DEFAULT_QUANT.value}): {modes}")
     parser.add_argument("--data", type=Path, help="int8 calibration data: COCO-layout root or image folder")
-    parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
+    parser.add_argument("--calibration-images", type=positive_int, default=CALIBRATION_IMAGES,
                         help=f"int8: number of calibration images (default {CALIBRATION_IMAGES})")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), help="output directory")
     parser.add_argument("--name", help="file stem (default RUNNAME_QUANT)")

@@ -28,8 +28,9 @@ import tensorflow as tf
 from tensorflow.lite.python.convert_phase import ConverterError
 
 from tfsp import __version__
+from tfsp.fileio import write_atomic
 from tfsp.runtime.tflite_runner import TFLiteRunner, flex_operators
-from tfsp.spec import INPUT_NAME, ModelSpec, QuantMode, TensorInfo, write_atomic
+from tfsp.spec import INPUT_NAME, ModelSpec, QuantMode, TensorInfo
 
 EXPORT_BATCH_SIZE = 1
 """Static batch of exported graphs (on-device inference is one image at a time)."""

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from tfsp.fileio import write_atomic
 from tfsp.postprocess.anchors import SSD300, num_anchors
 from tfsp.postprocess.ssd import SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
-from tfsp.spec import (DYNAMIC_DIM, ModelSpec, QuantMode, SpecError, Task, TensorInfo, detection_spec,
-                       write_atomic)
+from tfsp.spec import DYNAMIC_DIM, ModelSpec, QuantMode, SpecError, Task, TensorInfo, detection_spec
 
 CLASS_NAMES = ("person", "circle", "square", "triangle")
 CATEGORY_IDS = (1, 2, 3, 4)

@@ -19,13 +19,13 @@ import dataclasses
 import enum
 import json
 import os
-import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from tfsp import __version__
+from tfsp.fileio import write_atomic
 from tfsp.postprocess.anchors import SsdAnchorConfig, num_anchors
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS, SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
@@ -158,7 +158,7 @@ class ModelSpec:
             raise SpecError(f"{source}: {error}") from None
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        """Writes the spec as JSON atomically (temp file in the same dir + ``os.replace``)."""
+        """Writes the spec as JSON atomically (``tfsp.fileio.write_atomic``)."""
         return write_atomic(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
     @classmethod
@@ -202,27 +202,6 @@ def detection_spec(
         outputs=(TensorInfo(BOX_DELTAS, "float32", (DYNAMIC_DIM, count, 4)),
                  TensorInfo(CLASS_LOGITS, "float32", (DYNAMIC_DIM, count, num_logits))),
         quantization=QuantMode.FP32, postprocess=postprocess)
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` via a temp file in the same directory + ``os.replace``.
-
-    Readers never see a partial file; parent directories are created.
-
-    Returns:
-        The written path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _to_jsonable(value: Any) -> Any:

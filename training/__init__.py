@@ -9,3 +9,8 @@ targets, ModelSpec), `trainer` (fit loop), `callbacks` (checkpoints, COCO
 evaluation), `evaluate` (device-pipeline COCO evaluation), `plots` (loss curves).
 This package module imports nothing heavy.
 """
+
+import os as _os
+
+# Hide TensorFlow's C++ INFO/WARNING start-up lines in these CLIs (errors still show); an explicit setting wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

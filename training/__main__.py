@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from training.cli import SuggestingParser
+from tfsp.cli import SuggestingParser, positive_int
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -20,14 +20,14 @@ RUN_CONFIG_FILENAME = "config.yaml"  # the resolved config a run writes (trainin
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    parser = SuggestingParser(prog="python -m training", allow_abbrev=False,
+    parser = SuggestingParser(prog="python -m training",
                               description="Train a tfsp model (Keras fit, checkpoints, COCO evaluation).")
     parser.add_argument("--config", type=Path,
                         help="YAML config (default: built-in defaults; with --resume: OUT/config.yaml)")
     parser.add_argument("--out", type=Path, help="run directory (default: the config's out_dir)")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, help="number of epochs")
-    length.add_argument("--steps", type=int, help="total optimizer steps, rounded up to whole epochs")
+    length.add_argument("--epochs", type=positive_int, help="number of epochs")
+    length.add_argument("--steps", type=positive_int, help="total optimizer steps, rounded up to whole epochs")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT/checkpoints (weights, optimizer state, epoch); the learning-rate "
                              "schedule keeps the length it was created with")

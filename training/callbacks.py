@@ -6,7 +6,7 @@ Run directory layout written here:
     OUT/tb/{train,validation}/   TensorBoard event files (`TensorBoardScalars`)
 
 The model file is replaced first and the state file second, each atomically
-(write to a temporary name in the same directory, then `os.replace`), so an
+(`tfsp.fileio`: a temporary file in the same directory, then `os.replace`), so an
 interruption at any point leaves a loadable checkpoint.
 """
 
@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from training.dataclass_yaml import write_text_atomic
+from tfsp.fileio import replacing, write_text_atomic
 from training.evaluate import EvalResult
 
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -104,15 +104,9 @@ def save_model_atomic(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     Returns:
         The destination path.
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    try:
-        model.save(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    with replacing(path) as temp:
+        model.save(temp)
+    return Path(path)
 
 
 class CheckpointCallback(keras.callbacks.Callback):

@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from tfsp.runtime.preprocess import ResizeMode
+from tfsp.fileio import write_text_atomic
 from tfsp.models.ssd import SSD_SYNTH_CONFIG, SsdConfig
-from training.dataclass_yaml import ConfigError, merge_dataclass, to_plain, write_text_atomic
+from tfsp.runtime.preprocess import ResizeMode
+from training.dataclass_yaml import ConfigError, merge_dataclass, to_plain
 
 DEFAULT_DATA_ROOT = "data/synth"
 DEFAULT_OUT_DIR = "runs/ssd"
@@ -39,7 +40,7 @@ DEFAULT_SEED = 0
 __all__ = [
     "ConfigError", "DataConfig", "EvalConfig", "MODEL_SECTIONS", "ModelKind", "OptimizerConfig",
     "OptimizerKind", "ScheduleConfig", "TrainConfig", "config_from_dict", "config_to_dict",
-    "dump_config", "load_config", "save_config", "write_text_atomic",
+    "dump_config", "load_config", "save_config",
 ]
 
 class ModelKind(enum.Enum):

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -162,16 +160,3 @@ def _coerce_scalar(tp: Any, value: Any, source: str, key: str) -> Any:
     if tp is Path:
         return Path(value)
     return value
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes text to a temporary file beside `path`, then renames it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -20,12 +20,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from tfsp.cli import SuggestingParser, positive_int
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.eval import IouType, evaluate_coco
-from tfsp.runtime.detection import DetectionPipeline, StageTimings, detect_coco
+from tfsp.fileio import write_text_atomic
+from tfsp.runtime.detection import DetectionPipeline, detect_coco
 from tfsp.runtime.runner import Runner, open_runner
+from tfsp.runtime.timing import StageTimings
 from tfsp.spec import ModelSpec, SpecError, Task
-from training.cli import SuggestingParser
 
 DEFAULT_DATA_ROOT = "data/synth"
 DEFAULT_SPLIT = "val"
@@ -136,15 +138,15 @@ def find_spec(model_path: str | os.PathLike[str]) -> Path:
 
 def build_parser() -> SuggestingParser:
     """The CLI's argument parser."""
-    parser = SuggestingParser(prog="python -m training.evaluate", allow_abbrev=False,
+    parser = SuggestingParser(prog="python -m training.evaluate",
                               description="COCO bbox evaluation through the device detection pipeline.")
     parser.add_argument("--model", type=Path, required=True, help="model file: .keras or .tflite")
     parser.add_argument("--spec", type=Path, help="ModelSpec JSON (default: found beside the model)")
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_ROOT),
                         help=f"COCO-layout data root (default {DEFAULT_DATA_ROOT})")
     parser.add_argument("--split", default=DEFAULT_SPLIT, help=f"split to evaluate (default {DEFAULT_SPLIT})")
-    parser.add_argument("--max-images", type=int, help="evaluate the first N images only")
-    parser.add_argument("--threads", type=int, help="TFLite interpreter threads (default: its own)")
+    parser.add_argument("--max-images", type=positive_int, help="evaluate the first N images only")
+    parser.add_argument("--threads", type=positive_int, help="TFLite interpreter threads (default: its own)")
     parser.add_argument("--out", type=Path, help="write the stats as JSON here")
     return parser
 
@@ -169,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         payload = {"model": str(args.model), "spec": str(spec_path), "data": str(args.data),
                    "split": args.split, **result.to_dict()}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2))
+        write_text_atomic(args.out, json.dumps(payload, indent=2))
         print(f"wrote {args.out}")
     return 0
 

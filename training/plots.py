@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from tfsp.fileio import replacing  # noqa: E402
+
 FIGURE_DPI = 100
 PANEL_SIZE_INCHES = (6.0, 4.0)
 AP_KEY = "AP"
@@ -30,13 +32,11 @@ def plot_training_curves(
             "class_logits_loss": [...]}. Names starting with "val_" are drawn dashed.
         evaluations: One mapping per COCO evaluation with an "epoch" key (1-based)
             and named stats such as "AP" and "AP50" (fractions in [0, 1]).
-        path: Output PNG path.
+        path: Output PNG path, written atomically (``tfsp.fileio.replacing``).
 
     Returns:
         The path written.
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     panels = 2 if evaluations else 1
     width, height = PANEL_SIZE_INCHES
     fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
@@ -65,6 +65,7 @@ def plot_training_curves(
         ap_ax.grid(True, alpha=0.3)
         ap_ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(out, dpi=FIGURE_DPI)
+    with replacing(path) as temp:
+        fig.savefig(temp, dpi=FIGURE_DPI, format="png")
     plt.close(fig)
-    return out
+    return Path(path)

@@ -23,6 +23,7 @@ import keras
 
 from tfsp.data.augment import AugmentConfig
 from tfsp.data.coco import CocoDataset, load_split
+from tfsp.fileio import write_text_atomic
 from tfsp.data.pipeline import PipelineConfig, make_dataset
 from tfsp.runtime.keras_runner import KerasRunner
 from training.callbacks import (
@@ -35,7 +36,7 @@ from training.callbacks import (
     read_state,
     save_model_atomic,
 )
-from training.config import OptimizerKind, TrainConfig, config_to_dict, save_config, write_text_atomic
+from training.config import OptimizerKind, TrainConfig, config_to_dict, save_config
 from training.evaluate import EvalResult, evaluate_runner
 from training.plots import plot_training_curves
 from training.recipes import RECIPES, build_run_spec

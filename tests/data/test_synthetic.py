@@ -158,6 +158,9 @@ def test_cli_writes_and_suggests_close_options(tmp_path: Path, capsys: pytest.Ca
     out = tmp_path / "cli"
     assert synthetic.main(["--out", str(out), "--train", "1", "--val", "1", "--size", "32", "--no-progress"]) == 0
     assert json.loads((out / "meta.json").read_text())["splits"]["val"]["first_id"] == 1_000_001
+    next_line = capsys.readouterr().out.splitlines()[-1]
+    assert next_line == (f"next: python -m tfsp.data.preview --data {out} --split val "
+                         "--out outputs/synth_contact_sheet.png")
     assert synthetic.main(["--out", str(out), "--train", "1", "--no-progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit):

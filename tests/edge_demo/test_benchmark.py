@@ -8,7 +8,7 @@ import pytest
 
 from edge_demo import benchmark
 from edge_demo.app import LoadedModel
-from tfsp.runtime.detection import StageTimings
+from tfsp.runtime.timing import StageTimings
 from tfsp.spec import QuantMode
 
 RATIO_LINE = re.compile(r"^ratio (\w+)/(\w+): median inference (\d+\.\d\d)x, median total (\d+\.\d\d)x, "

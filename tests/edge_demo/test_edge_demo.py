@@ -215,11 +215,9 @@ def test_clear_errors(tiny_exports, tmp_path, image_dir, capsys, case, expected)
     assert str(named.get(case, source)) in error  # the message names the offending file
 
 
-@pytest.mark.parametrize("argv, hint", [
+@pytest.mark.parametrize("argv, hint", [  # the parser's own cases are in tests/test_cli.py
     (["--modle", "m.tflite", "--source", "x"], "--modle (did you mean --model?)"),
     (["--model", "m.tflite", "--sorce", "x"], "--sorce (did you mean --source?)"),
-    (["--model", "m.tflite", "--source", "x", "--thread=2"], "--thread=2 (did you mean --threads?)"),
-    (["--model", "m.tflite", "--source", "x", "--thr", "2"], "--thr (did you mean --threads?)"),  # no abbreviations
 ])
 def test_unknown_options_get_suggestions(argv, hint, capsys):
     with pytest.raises(SystemExit) as exit_info:

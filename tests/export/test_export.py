@@ -9,9 +9,8 @@ from export.cli import main
 from export.convert import QUANT_SETTINGS, ExportError, UnsupportedOpsError, convert_model, export_model
 from tfsp.models.ssd import SsdConfig, build_ssd
 from tfsp.postprocess.anchors import SsdAnchorConfig
-from tfsp.runtime.detection import read_image_rgb
 from tfsp.runtime.keras_runner import KerasRunner
-from tfsp.runtime.preprocess import preprocess_image
+from tfsp.runtime.preprocess import preprocess_image, read_image_rgb
 from tfsp.runtime.tflite_runner import TFLiteRunner
 from tfsp.spec import ModelSpec, QuantMode, detection_spec
 from training.config import DataConfig, TrainConfig, save_config

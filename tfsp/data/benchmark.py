@@ -10,11 +10,11 @@ the default :class:`tfsp.data.augment.AugmentConfig`, measured over ``--steps`` 
 """
 
 import argparse
-import difflib
 import sys
 import time
 from pathlib import Path
 
+from tfsp.cli import SuggestingParser, non_negative_int, positive_int
 from tfsp.data.augment import AugmentConfig
 from tfsp.data.coco import load_split
 from tfsp.data.pipeline import DEFAULT_MASK_SIZE, DEFAULT_MAX_INSTANCES, PipelineConfig, make_dataset
@@ -39,17 +39,17 @@ def measure(config: PipelineConfig, dataset, steps: int, warmup: int, training: 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tfsp.data.benchmark", description=__doc__.split("\n")[0])
+    parser = SuggestingParser(prog="python -m tfsp.data.benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="data set root (tfsp.data.synthetic layout)")
     parser.add_argument("--split", default="train", help="split to read")
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="model input side in pixels")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="timed batches")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed batches first")
-    parser.add_argument("--max-instances", type=int, default=DEFAULT_MAX_INSTANCES, help="instances per image")
+    parser.add_argument("--size", type=positive_int, default=DEFAULT_SIZE, help="model input side in pixels")
+    parser.add_argument("--batch", type=positive_int, default=DEFAULT_BATCH, help="batch size")
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="timed batches")
+    parser.add_argument("--warmup", type=non_negative_int, default=DEFAULT_WARMUP, help="untimed batches first")
+    parser.add_argument("--max-instances", type=positive_int, default=DEFAULT_MAX_INSTANCES, help="instances per image")
     parser.add_argument("--resize", choices=[m.value for m in ResizeMode], default=ResizeMode.LETTERBOX.value)
     parser.add_argument("--masks", action="store_true", help="also produce instance masks")
-    parser.add_argument("--mask-size", type=int, default=DEFAULT_MASK_SIZE, help="mask resolution")
+    parser.add_argument("--mask-size", type=positive_int, default=DEFAULT_MASK_SIZE, help="mask resolution")
     parser.add_argument("--dense", action="store_true", help="also produce semantic and depth maps")
     parser.add_argument("--no-augment", action="store_true", help="disable augmentation")
     parser.add_argument("--no-image-check", action="store_true", help="skip decoding every image at load time")
@@ -58,13 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
-    parser = _parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        options = [opt for action in parser._actions for opt in action.option_strings]
-        hints = [f"{arg} (did you mean {' or '.join(close)}?)" if (close := difflib.get_close_matches(
-            arg.split("=")[0], options, n=2)) else arg for arg in unknown]
-        parser.error("unrecognized arguments: " + ", ".join(hints))
+    args = _parser().parse_args(argv)
     start = time.perf_counter()
     try:
         dataset = load_split(args.data, args.split, check_images=not args.no_image_check)

@@ -11,9 +11,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +18,10 @@ import cv2
 import numpy as np
 
 from tfsp import viz
+from tfsp.cli import SuggestingParser, positive_int
 from tfsp.data.coco import CocoDataset, ImageRecord, load_split, record_masks
+from tfsp.fileio import write_atomic
+from tfsp.runtime.preprocess import read_image_rgb
 from tfsp.structures import DenseKind, DenseMap, Detections, InstanceMasks, Poses
 
 DEFAULT_COUNT = 16
@@ -54,7 +54,7 @@ def render_record(record: ImageRecord, class_names: Sequence[str]) -> np.ndarray
     Returns:
         ``(H, W, 3)`` uint8 RGB, or ``(H, 2W, 3)`` with the semantic map on the right when the record has one.
     """
-    image = cv2.cvtColor(cv2.imread(record.path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    image = read_image_rgb(record.path)
     detections, masks, poses = _ground_truth_structures(record)
     drawn = viz.draw_detections(viz.draw_poses(viz.draw_masks(image, masks), poses), detections, class_names)
     if record.semantic_path is None:
@@ -79,27 +79,21 @@ def contact_sheet_for(dataset: CocoDataset, count: int = DEFAULT_COUNT, columns:
 
 
 def write_png_atomic(path: str | Path, image_rgb: np.ndarray) -> Path:
-    """Writes an RGB image as PNG through a temporary file in the same folder, then renames it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes an ``(H, W, 3)`` uint8 RGB image as PNG with ``tfsp.fileio.write_atomic``."""
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"{path}: PNG encoding failed")
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(encoded.tobytes())
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, encoded.tobytes())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfsp.data.preview", description=__doc__.split("\n")[0],
-                                     allow_abbrev=False)
+    """Runs the preview CLI; returns the process exit code."""
+    parser = SuggestingParser(prog="python -m tfsp.data.preview", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="data set root (synthetic layout)")
     parser.add_argument("--split", default="val", choices=("train", "val"))
     parser.add_argument("--out", default="outputs/synth_contact_sheet.png", help="PNG to write")
-    parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="number of images")
-    parser.add_argument("--columns", type=int, default=DEFAULT_COLUMNS)
+    parser.add_argument("--count", type=positive_int, default=DEFAULT_COUNT, help="number of images")
+    parser.add_argument("--columns", type=positive_int, default=DEFAULT_COLUMNS)
     args = parser.parse_args(argv)
     dataset = load_split(args.data, args.split)
     sheet = contact_sheet_for(dataset, count=args.count, columns=args.columns)

@@ -22,7 +22,6 @@ sibling directory and renamed into place at the end.
 """
 
 import argparse
-import difflib
 import json
 import multiprocessing
 import os
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from tfsp.cli import SuggestingParser, non_negative_int, positive_int
 from tfsp.data import synthetic_coco as coco
 from tfsp.data import synthetic_scene as scene
 
@@ -228,13 +228,14 @@ def generate_dataset(out_dir: str | Path, num_train: int, num_val: int, image_si
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tfsp.data.synthetic", description=__doc__.split("\n")[0])
+    parser = SuggestingParser(prog="python -m tfsp.data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output directory (must be empty or absent)")
-    parser.add_argument("--train", type=int, default=DEFAULT_NUM_TRAIN, help="number of training images")
-    parser.add_argument("--val", type=int, default=DEFAULT_NUM_VAL, help="number of validation images")
-    parser.add_argument("--size", type=int, default=DEFAULT_IMAGE_SIZE, help="image side in pixels")
+    parser.add_argument("--train", type=non_negative_int, default=DEFAULT_NUM_TRAIN, help="number of training images")
+    parser.add_argument("--val", type=non_negative_int, default=DEFAULT_NUM_VAL, help="number of validation images")
+    parser.add_argument("--size", type=positive_int, default=DEFAULT_IMAGE_SIZE, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes; any value gives the same files")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="worker processes; any value gives the same files")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -242,13 +243,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
-    parser = _parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        options = [opt for action in parser._actions for opt in action.option_strings]
-        hints = [f"{arg} (did you mean {' or '.join(close)}?)" if (close := difflib.get_close_matches(
-            arg.split("=")[0], options, n=2)) else arg for arg in unknown]
-        parser.error("unrecognized arguments: " + ", ".join(hints))
+    args = _parser().parse_args(argv)
     try:
         out = generate_dataset(args.out, args.train, args.val, args.size, args.seed,
                                progress=not args.no_progress, overwrite=args.overwrite, workers=args.workers)
@@ -256,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
-    print(f"next: python -c \"from pycocotools.coco import COCO; COCO('{out}/annotations/instances_train.json')\"")
+    print(f"next: python -m tfsp.data.preview --data {out} --split val --out outputs/synth_contact_sheet.png")
     return 0
 
 

@@ -12,45 +12,16 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from tfsp.postprocess.anchors import generate_ssd_anchors
 from tfsp.postprocess.boxes import clip_xyxy
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS, SSD_OUTPUT_NAMES, decode_ssd
-from tfsp.runtime.preprocess import preprocess_image
+from tfsp.runtime.preprocess import preprocess_image, read_image_rgb
 from tfsp.runtime.runner import Runner
+from tfsp.runtime.timing import MS_PER_S, StageTimings
 from tfsp.spec import ModelSpec, Task
 from tfsp.structures import Detections
-
-MS_PER_S = 1000.0
-
-
-@dataclasses.dataclass(frozen=True)
-class StageTimings:
-    """Wall-clock time of each pipeline stage for one image, in milliseconds.
-
-    Attributes:
-        preprocess_ms: resize to the model input.
-        inference_ms: the runner (including int8 (de)quantisation).
-        postprocess_ms: SSD decoding, NMS and mapping back to original pixels.
-    """
-
-    preprocess_ms: float
-    inference_ms: float
-    postprocess_ms: float
-
-    @property
-    def total_ms(self) -> float:
-        """Sum of the three stages."""
-        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
-
-    @staticmethod
-    def mean(timings: Iterable[StageTimings]) -> StageTimings:
-        """Per-stage mean over images (all zeros for none)."""
-        rows = np.array([[t.preprocess_ms, t.inference_ms, t.postprocess_ms] for t in timings], np.float64)
-        means = rows.mean(axis=0) if len(rows) else np.zeros(3)
-        return StageTimings(*(float(m) for m in means))
 
 
 class DetectionPipeline:
@@ -119,18 +90,6 @@ class ImageRecordLike(Protocol):
     path: str
 
 
-def read_image_rgb(path: str) -> np.ndarray:
-    """Reads an image file as (H, W, 3) uint8 RGB.
-
-    Raises:
-        FileNotFoundError: missing or undecodable file.
-    """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return np.ascontiguousarray(image[..., ::-1])
-
-
 def detect_coco(
     pipeline: DetectionPipeline, records: Iterable[ImageRecordLike]
 ) -> tuple[list[dict], StageTimings]:
@@ -145,6 +104,10 @@ def detect_coco(
         "category_id", "bbox": [x, y, w, h] (pixels), "score"}`` for
         ``tfsp.eval``, with category ids from the spec; and the per-stage mean
         timings over the images.
+
+    Raises:
+        FileNotFoundError: a missing image file.
+        ValueError: an undecodable image file.
     """
     results: list[dict] = []
     timings = []

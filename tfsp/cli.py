@@ -1,4 +1,10 @@
-"""Command-line helpers shared by ``python -m edge_demo`` and ``python -m edge_demo.benchmark``."""
+"""Argument parsing shared by every tfsp command line (``python -m training``, ``export``, ``edge_demo`` ...).
+
+Device-safe: argparse and difflib only. ``SuggestingParser`` rejects unknown options
+with close-match suggestions before anything else is checked; ``suggest`` formats the
+same hint for other choices (e.g. ``--quant int9``); the ``*_int`` and ``probability``
+functions are argparse ``type=`` checks.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,15 @@ def suggest(word: str, choices: Sequence[str]) -> str:
 
 
 class SuggestingParser(argparse.ArgumentParser):
-    """Rejects unknown options with close-match suggestions (construct with ``allow_abbrev=False``).
+    """An ``ArgumentParser`` that rejects unknown options with close-match suggestions.
 
     Unknown options are reported before anything else, so ``--modle x`` says
     ``--modle (did you mean --model?)`` rather than "--model is required".
+    Abbreviated options are unknown (``allow_abbrev`` defaults to False).
     """
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
     def parse_args(self, args=None, namespace=None):  # noqa: D102 (argparse signature)
         args = sys.argv[1:] if args is None else [str(a) for a in args]
