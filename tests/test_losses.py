@@ -49,6 +49,25 @@ def test_golden_single_image():
     np.testing.assert_allclose(box.numpy(), 1.625, rtol=1e-6)
 
 
+def test_range_penalty_is_zero_inside_the_bounds_and_quadratic_outside():
+    class_targets, logits, box_true, box_pred = _golden_batch()
+    inside_cls = losses.SsdClassificationLoss()(class_targets, logits).numpy()
+    wild = logits.copy()
+    wild[0, 2, 1] = losses.LOGIT_RANGE + 3.0  # a class logit beyond the bound
+    wild[0, 4, 2] = -(losses.LOGIT_RANGE + 2.0)  # an unmined negative: only the penalty sees it
+    plain = losses.SsdClassificationLoss(range_weight=0.0)(class_targets, wild).numpy()
+    penalised = losses.SsdClassificationLoss()(class_targets, wild).numpy()
+    np.testing.assert_allclose(penalised - plain, losses.RANGE_PENALTY_WEIGHT * (3.0**2 + 2.0**2), rtol=1e-5)
+    np.testing.assert_allclose(losses.SsdClassificationLoss(range_weight=0.0)(class_targets, logits).numpy(),
+                               inside_cls, rtol=1e-6)
+    far = box_pred.copy()
+    far[0, 5, 0] = losses.DELTA_RANGE + 4.0  # a non-positive anchor: only the penalty sees it
+    extra = losses.SsdBoxLoss()(box_true, far).numpy() - losses.SsdBoxLoss()(box_true, box_pred).numpy()
+    np.testing.assert_allclose(extra, losses.RANGE_PENALTY_WEIGHT * 16.0, rtol=1e-5)
+    np.testing.assert_allclose(losses.range_penalty(tf.constant([[1.0, -12.0], [0.0, 0.0]]), 10.0, 1.0).numpy(),
+                               [4.0, 0.0])
+
+
 def test_hard_negative_mask():
     class_targets, logits, _, _ = _golden_batch()
     background_loss = -tf.nn.log_softmax(logits)[..., 0]
