@@ -132,6 +132,26 @@ def test_converts_to_builtin_tflite_fp32(tiny_model, tmp_path):
         np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-4, rtol=1e-4)
 
 
+def test_fpn_variant_round_trips_and_converts_to_builtin_tflite(tmp_path):
+    """The top-down pathway keeps shapes and anchor count, saves without custom objects, and stays builtin-only."""
+    keras.utils.set_random_seed(0)
+    model = ssd.build_ssd(dataclasses.replace(TINY_CONFIG, fpn_channels=8))
+    assert any(layer.name.startswith("fpn_up_") for layer in model.layers)
+    image = _images(1, TINY_SIZE, seed=3)
+    expected = model(image, training=False)
+    assert expected["box_deltas"].shape == (1, TINY_NUM_ANCHORS, 4)
+    model.save(tmp_path / "fpn.keras")
+    loaded = keras.models.load_model(tmp_path / "fpn.keras", compile=False)
+    np.testing.assert_array_equal(loaded(image, training=False)["class_logits"].numpy(),
+                                  expected["class_logits"].numpy())
+    model.export(str(tmp_path / "saved_model"), format="tf_saved_model", verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    got = Interpreter(model_content=converter.convert()).get_signature_runner()(image=image)
+    for name in got:
+        np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-4, rtol=1e-4)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="image_size"):
         dataclasses.replace(TINY_CONFIG, input_size=96)

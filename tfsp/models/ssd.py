@@ -6,6 +6,7 @@ Graph, in labelled sections of :func:`build_ssd`:
 2. MobileNetV2 feature maps at ``backbone_strides`` (:mod:`tfsp.models.backbones`);
 3. extra feature layers: 1x1 conv (half width) then 3x3 conv that halves the map (stride 2
    "same", or a "valid" 3x3 where the anchor config asks for it, e.g. 3 -> 1 in SSD300);
+   optionally a top-down pathway (``fpn_channels``) over all maps;
 4. per-map 3x3 conv heads, reshaped to (B, f*f*k, D) in (y, x, box) order and concatenated
    map by map — exactly the order of ``tfsp.postprocess.anchors.generate_ssd_anchors``.
 
@@ -56,6 +57,8 @@ class SsdConfig:
         extra_channels: output channels of each extra block (one per remaining map).
         bn_momentum: momentum of every batch-norm layer.
         backbone_weights: optional local MobileNetV2 ``*_no_top.h5`` weights (never downloaded).
+        fpn_channels: width of an optional top-down pathway (FPN-lite: 1x1 laterals, nearest
+            upsampling, add, 3x3 conv) that brings deeper semantics into the finer maps; 0 = off.
     """
 
     input_size: int
@@ -66,6 +69,7 @@ class SsdConfig:
     extra_channels: tuple[int, ...] = ()
     bn_momentum: float = DEFAULT_BN_MOMENTUM
     backbone_weights: str | None = None
+    fpn_channels: int = 0
 
     def __post_init__(self) -> None:
         num_maps = len(self.anchors.feature_map_sizes)
@@ -150,6 +154,23 @@ def _conv_bn_relu(x, filters: int, kernel: int, strides: int, padding: str, name
     return keras.layers.ReLU(RELU_MAX, name=f"{name}_relu")(x)
 
 
+def _top_down(features, channels: int, momentum: float):
+    """FPN-lite: each map plus the upsampled (nearest) merged map below it, then a 3x3 conv."""
+    lateral = [
+        _conv_bn_relu(f, channels, 1, 1, "same", f"fpn_lateral_{i}", momentum) for i, f in enumerate(features)
+    ]
+    merged = [lateral[-1]]
+    for i in range(len(features) - 2, -1, -1):
+        factor, remainder = divmod(int(lateral[i].shape[1]), int(merged[0].shape[1]))
+        if remainder:
+            raise ValueError(f"fpn_channels needs each map to be a multiple of the next: "
+                             f"{lateral[i].shape[1]} vs {merged[0].shape[1]}")
+        up = keras.layers.UpSampling2D(factor, interpolation="nearest", name=f"fpn_up_{i}")(merged[0])
+        x = keras.layers.Add(name=f"fpn_add_{i}")([lateral[i], up])
+        merged.insert(0, _conv_bn_relu(x, channels, 3, 1, "same", f"fpn_smooth_{i}", momentum))
+    return merged
+
+
 def _head(features, anchors_per_location, depth: int, prefix: str, output_name: str):
     """Per-map 3x3 conv predicting ``depth`` values per box, flattened to (B, f*f*k, depth)."""
     flat = []
@@ -201,6 +222,8 @@ def build_ssd(config: SsdConfig) -> keras.Model:
     actual = tuple(int(f.shape[1]) for f in features)
     if actual != map_sizes or any(f.shape[1] != f.shape[2] for f in features):
         raise ValueError(f"feature maps {actual} do not match anchor feature_map_sizes {map_sizes}")
+    if config.fpn_channels:
+        features = _top_down(features, config.fpn_channels, config.bn_momentum)
 
     # 4. Heads, flattened in anchor order.
     per_location = num_anchors_per_location(config.anchors)
