@@ -57,7 +57,7 @@ def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path
     by_model = {Path(entry["model"]).name: entry for entry in latency.get("models", [])}
     rows = []
     for name, path in evals.items():
-        stats = _read_json(path)["stats"]
+        stats = _read_json(path)["bbox"]
         row = {"model": name, "AP": stats["AP"], "AP50": stats["AP50"], "AP75": stats["AP75"]}
         if name in exports:
             timing = by_model.get(exports[name].name, {})
@@ -82,8 +82,11 @@ def _format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_ssd(data: Path, runs: Path, exports: Path, outputs: Path) -> dict:
-    """The SSD chain; returns the summary written to ``outputs/ssd_summary.json``."""
+def run_ssd(data: Path, runs: Path, exports: Path, outputs: Path, config: Path | None = None) -> dict:
+    """The SSD chain; returns the summary written to ``outputs/ssd_summary.json``.
+
+    ``config`` replaces ``training/configs/ssd_synth.yaml`` (the tests use a tiny one).
+    """
     from edge_demo import app as edge_app
     from edge_demo import benchmark as edge_benchmark
     from export import cli as export_cli
@@ -100,7 +103,7 @@ def run_ssd(data: Path, runs: Path, exports: Path, outputs: Path) -> dict:
     else:
         resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
         _step("train SSD (resumes if interrupted)", "training", train_cli.main,
-              ["--config", CONFIGS_DIR / "ssd_synth.yaml", "--out", run_dir, "--data", data, "--verbose", "2", *resume])
+              ["--config", config or CONFIGS_DIR / "ssd_synth.yaml", "--out", run_dir, "--data", data, "--verbose", "2", *resume])
     tflite = {}
     for quant in ("fp32", "int8"):
         name = f"ssd_{quant}"
@@ -134,7 +137,7 @@ def run_ssd(data: Path, runs: Path, exports: Path, outputs: Path) -> dict:
     return summary
 
 
-TASKS: dict[DemoTask, Callable[[Path, Path, Path, Path], dict]] = {DemoTask.SSD: run_ssd}
+TASKS: dict[DemoTask, Callable[..., dict]] = {DemoTask.SSD: run_ssd}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,11 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--exports", type=Path, default=Path("exports"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs"))
+    parser.add_argument("--config", type=Path, help="training config (default: the task's config in training/configs)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
     try:
-        TASKS[DemoTask(args.task)](args.data, args.runs, args.exports, args.outputs)
+        TASKS[DemoTask(args.task)](args.data, args.runs, args.exports, args.outputs, args.config)
     except StepFailed as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,0 +1,47 @@
+"""The `make demo` chain end to end on a tiny data set and a tiny SSD config."""
+
+import json
+
+import pytest
+
+from tfsp.models.ssd import SsdConfig
+from tfsp.postprocess.anchors import SsdAnchorConfig
+from training.config import DataConfig, EvalConfig, ScheduleConfig, TrainConfig, save_config
+from training.demo import main as demo_main
+
+TINY_SIZE = 64
+TINY_SSD = SsdConfig(
+    input_size=TINY_SIZE, num_classes=4, alpha=0.35,
+    anchors=SsdAnchorConfig(image_size=TINY_SIZE, feature_map_sizes=(8, 4, 2), min_scale=0.15,
+                            max_scale=0.9, aspect_ratios=((2.0,), (2.0,), (2.0,))))
+
+
+@pytest.mark.slow
+def test_demo_chain_writes_every_artefact_and_reuses_a_finished_run(synth_data, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    save_config(TrainConfig(ssd=TINY_SSD, data=DataConfig(root=str(synth_data), batch_size=4),
+                            schedule=ScheduleConfig(epochs=2, steps_per_epoch=2, warmup_epochs=1.0),
+                            eval=EvalConfig(every_epochs=2), run_eagerly=True), config)
+    dirs = {name: tmp_path / name for name in ("runs", "exports", "outputs")}
+    argv = ["--data", str(synth_data), "--config", str(config)] + [
+        arg for name, path in dirs.items() for arg in (f"--{name}", str(path))]
+    assert demo_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "$ python -m training --config" in out and "$ python -m export --run" in out
+
+    summary = json.loads((dirs["outputs"] / "ssd_summary.json").read_text())
+    assert [row["model"] for row in summary["rows"]] == ["keras", "fp32", "int8"]
+    for row in summary["rows"]:
+        assert 0.0 <= row["AP"] <= 1.0
+    fp32, int8 = summary["rows"][1], summary["rows"][2]
+    assert fp32["inference_ms"] > 0 and int8["inference_ratio"] > 0
+    assert 0 < summary["int8_over_fp32_size"] < 1
+    assert (dirs["outputs"] / "synth_contact_sheet.png").stat().st_size > 0
+    assert any((dirs["outputs"] / "edge_demo").iterdir())
+    for name in ("ssd_fp32.tflite", "ssd_fp32.json", "ssd_int8.tflite", "ssd_int8.json"):
+        assert (dirs["exports"] / name).stat().st_size > 0
+    trained_at = (dirs["runs"] / "ssd" / "model.keras").stat().st_mtime_ns
+
+    assert demo_main(argv) == 0  # a second demo reuses the finished run instead of training again
+    assert "reusing the finished run" in capsys.readouterr().out
+    assert (dirs["runs"] / "ssd" / "model.keras").stat().st_mtime_ns == trained_at
