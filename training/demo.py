@@ -71,7 +71,7 @@ def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path
 
 def _format_rows(rows: list[dict]) -> str:
     def cell(value, fmt):
-        return "-" if value is None else format(value, fmt)
+        return format("-", ">" + fmt.split(".")[0]) if value is None else format(value, fmt)
 
     lines = [f"{'model':<12} {'bbox AP':>8} {'AP50':>6} {'AP75':>6} {'size MB':>8} {'infer ms':>9} {'ratio':>6}"
              f" {'post ms':>8}"]
