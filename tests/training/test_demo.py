@@ -1,13 +1,27 @@
-"""The `make demo` chain end to end on a tiny data set and a tiny SSD config."""
+"""The `make demo` chain end to end on a tiny data set and a tiny SSD config.
+
+The demo runs as a subprocess, as `make demo` runs it, and must leave the data set untouched.
+"""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tfsp.models.ssd import SsdConfig
 from tfsp.postprocess.anchors import SsdAnchorConfig
 from training.config import DataConfig, EvalConfig, ScheduleConfig, TrainConfig, save_config
-from training.demo import main as demo_main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _demo(argv: list[str]) -> str:
+    result = subprocess.run([sys.executable, "-m", "training.demo", *argv], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
 
 TINY_SIZE = 64
 TINY_SSD = SsdConfig(
@@ -17,7 +31,8 @@ TINY_SSD = SsdConfig(
 
 
 @pytest.mark.slow
-def test_demo_chain_writes_every_artefact_and_reuses_a_finished_run(synth_data, tmp_path, capsys):
+def test_demo_chain_writes_every_artefact_and_reuses_a_finished_run(synth_data, tmp_path):
+    before = sorted((p.relative_to(synth_data), p.stat().st_mtime_ns) for p in synth_data.rglob("*"))
     config = tmp_path / "tiny.yaml"
     save_config(TrainConfig(ssd=TINY_SSD, data=DataConfig(root=str(synth_data), batch_size=4),
                             schedule=ScheduleConfig(epochs=2, steps_per_epoch=2, warmup_epochs=1.0),
@@ -25,8 +40,7 @@ def test_demo_chain_writes_every_artefact_and_reuses_a_finished_run(synth_data, 
     dirs = {name: tmp_path / name for name in ("runs", "exports", "outputs")}
     argv = ["--data", str(synth_data), "--config", str(config)] + [
         arg for name, path in dirs.items() for arg in (f"--{name}", str(path))]
-    assert demo_main(argv) == 0
-    out = capsys.readouterr().out
+    out = _demo(argv)
     assert "$ python -m training --config" in out and "$ python -m export --run" in out
 
     summary = json.loads((dirs["outputs"] / "ssd_summary.json").read_text())
@@ -42,6 +56,7 @@ def test_demo_chain_writes_every_artefact_and_reuses_a_finished_run(synth_data, 
         assert (dirs["exports"] / name).stat().st_size > 0
     trained_at = (dirs["runs"] / "ssd" / "model.keras").stat().st_mtime_ns
 
-    assert demo_main(argv) == 0  # a second demo reuses the finished run instead of training again
-    assert "reusing the finished run" in capsys.readouterr().out
+    assert "reusing the finished run" in _demo(argv)  # a second demo does not train again
+    after = sorted((p.relative_to(synth_data), p.stat().st_mtime_ns) for p in synth_data.rglob("*"))
+    assert before == after, set(after) ^ set(before)
     assert (dirs["runs"] / "ssd" / "model.keras").stat().st_mtime_ns == trained_at
