@@ -26,12 +26,13 @@ import numpy as np
 from edge_demo.sources import AnnotatedWriter, FrameReader, SourceError, parse_source
 from tfsp.cli import SuggestingParser, positive_int, probability
 from tfsp.runtime.detection import DetectionPipeline
+from tfsp.runtime.pose import PosePipeline
 from tfsp.runtime.runner import Runner, TFLITE_SUFFIX
 from tfsp.runtime.tflite_runner import TFLiteRunner
 from tfsp.runtime.timing import MS_PER_S, StageTimings
 from tfsp.spec import ModelSpec, SpecError, Task
-from tfsp.structures import Detections
-from tfsp.viz import draw_detections, draw_timing
+from tfsp.structures import Detections, Poses
+from tfsp.viz import draw_detections, draw_poses, draw_timing
 
 DEFAULT_OUT_DIR = Path("outputs/edge_demo")
 DEFAULT_SCORE_THRESHOLD = 0.4
@@ -81,10 +82,25 @@ def _draw_detections(image_rgb: np.ndarray, detections: Detections, spec: ModelS
     return draw_detections(image_rgb, detections, spec.class_names)
 
 
+def _pose_pipeline(runner: Runner, spec: ModelSpec, score_threshold: float | None) -> TimedPipeline:
+    """Pose pipeline keeping the people whose person score is strictly above ``score_threshold``."""
+    detect_timed = PosePipeline(runner, spec).detect_timed
+    if score_threshold is None:
+        return detect_timed
+
+    def detect_confident(image_rgb: np.ndarray) -> tuple[Poses, StageTimings]:
+        poses, timings = detect_timed(image_rgb)
+        return poses[poses.scores > np.float32(score_threshold)], timings
+
+    return detect_confident
+
+
 TASKS: dict[Task, TaskHandlers] = {
     Task.DETECTION: TaskHandlers(_detection_pipeline, _draw_detections, lambda d: f"{len(d)} detections"),
+    Task.POSE: TaskHandlers(_pose_pipeline, lambda image, poses, spec: draw_poses(image, poses),
+                            lambda p: f"{len(p)} people"),
 }
-"""The tasks the demo runs; pose, masks and dense maps add an entry here."""
+"""The tasks the demo runs; masks and dense maps add an entry here."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +128,8 @@ def load_model(model: Path, spec_path: Path | None = None, threads: int | None =
         model: the ``.tflite`` file.
         spec_path: its ``ModelSpec`` JSON (default: ``model`` with suffix ``.json``).
         threads: LiteRT CPU threads (None: LiteRT's default).
-        score_threshold: override of the spec's score threshold (None: keep it).
+        score_threshold: detection: override of the spec's score threshold; pose: keep people
+            whose person score is above it (None: the spec's own settings).
 
     Raises:
         EdgeDemoError: missing or wrong model file, missing or invalid spec, unsupported
@@ -259,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"output directory (default {DEFAULT_OUT_DIR}, none with --show)")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="LiteRT CPU threads (default: LiteRT's)")
     parser.add_argument("--score", type=probability, default=DEFAULT_SCORE_THRESHOLD,
-                        help=f"display score threshold (default {DEFAULT_SCORE_THRESHOLD})")
+                        help=f"display score threshold: boxes, or people by person score "
+                             f"(default {DEFAULT_SCORE_THRESHOLD})")
     parser.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames (default: all)")
     parser.add_argument("--show", action="store_true", help="display frames in a window (q or Esc quits)")
     return parser

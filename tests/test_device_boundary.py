@@ -33,7 +33,8 @@ def _device_modules() -> list[str]:
     """Every device-side module, found on disk so new ones are covered."""
     names = ["tfsp", "tfsp.structures", "tfsp.spec", "tfsp.viz", "tfsp.cli", "tfsp.fileio", "tfsp.data.keypoints",
              "tfsp.runtime.preprocess", "tfsp.runtime.runner", "tfsp.runtime.tflite_runner",
-             "tfsp.runtime.detection", "tfsp.runtime.timing", "tfsp.postprocess"]
+             "tfsp.runtime.detection", "tfsp.runtime.pose", "tfsp.runtime.timing", "tfsp.data.pose_fields",
+             "tfsp.postprocess"]
     names += [f"tfsp.postprocess.{m.name}" for m in pkgutil.iter_modules([str(REPO / "tfsp/postprocess")])]
     edge = REPO / "edge_demo"
     if edge.is_dir():

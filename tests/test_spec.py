@@ -6,10 +6,12 @@ import json
 import pytest
 
 from tfsp.fileio import write_atomic
+from tfsp.data.keypoints import PAF_LIMBS
 from tfsp.postprocess.anchors import SSD300, num_anchors
+from tfsp.postprocess.paf import PafParserConfig
 from tfsp.postprocess.ssd import SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
-from tfsp.spec import DYNAMIC_DIM, ModelSpec, QuantMode, SpecError, Task, TensorInfo, detection_spec
+from tfsp.spec import DYNAMIC_DIM, ModelSpec, QuantMode, SpecError, Task, TensorInfo, detection_spec, pose_spec
 
 CLASS_NAMES = ("person", "circle", "square", "triangle")
 CATEGORY_IDS = (1, 2, 3, 4)
@@ -28,6 +30,10 @@ def _int8_spec() -> ModelSpec:
                  TensorInfo("class_logits", "int8", (1, 8732, 5), scale=0.125, zero_point=17)))
 
 
+def _pose_spec(parser: PafParserConfig = PafParserConfig()) -> ModelSpec:
+    return pose_spec(368, 46, CLASS_NAMES, CATEGORY_IDS, parser=parser)
+
+
 def test_detection_spec_describes_the_float_graph():
     spec = _float_spec()
     assert spec.task is Task.DETECTION and spec.quantization is QuantMode.FP32
@@ -35,6 +41,44 @@ def test_detection_spec_describes_the_float_graph():
     assert [t.shape for t in spec.outputs] == [(DYNAMIC_DIM, 8732, 4), (DYNAMIC_DIM, 8732, 5)]
     assert spec.inputs[0].shape == (DYNAMIC_DIM, 300, 300, 3) and not spec.inputs[0].quantized
     assert num_anchors(spec.anchors) == 8732 and spec.num_classes == 4
+    assert spec.paf is None and spec.to_dict()["paf"] is None  # always written, null for detection
+
+
+def test_pose_spec_describes_the_float_graph():
+    spec = _pose_spec()
+    assert spec.task is Task.POSE and spec.anchors is None and spec.postprocess is None
+    assert spec.output_names == ("heatmaps", "pafs")
+    assert [(t.dtype, t.shape) for t in spec.outputs] == [("float32", (DYNAMIC_DIM, 46, 46, 18)),
+                                                            ("float32", (DYNAMIC_DIM, 46, 46, 36))]
+    assert spec.paf == PafParserConfig() and spec.paf.limbs == PAF_LIMBS
+    fewer = _pose_spec(dataclasses.replace(PafParserConfig(), limbs=PAF_LIMBS[:16]))
+    assert fewer.outputs[1].shape[-1] == 32
+    with pytest.raises(SpecError, match="map_size"):
+        pose_spec(368, 0, CLASS_NAMES, CATEGORY_IDS)
+
+
+def test_pose_spec_json_round_trip(tmp_path):
+    spec = _pose_spec()
+    path = spec.to_json(tmp_path / "pose.json")
+    loaded = ModelSpec.from_json(path)
+    assert loaded == spec
+    assert isinstance(loaded.paf.limbs, tuple) and loaded.paf.limbs[0] == PAF_LIMBS[0]
+    data = json.loads(path.read_text())
+    assert data["anchors"] is None and data["postprocess"] is None and data["paf"]["limbs"][0] == list(PAF_LIMBS[0])
+
+
+def test_paf_is_required_for_pose_only(tmp_path):
+    data = _pose_spec().to_dict()
+    data["paf"] = None
+    path = _write(tmp_path, data)
+    with pytest.raises(SpecError, match=rf"{path}: .*paf is required for Task.POSE"):
+        ModelSpec.from_json(path)
+    data = _pose_spec().to_dict()
+    del data["paf"]
+    with pytest.raises(SpecError, match=r"paf: missing field"):
+        ModelSpec.from_json(_write(tmp_path, data))
+    with pytest.raises(SpecError, match="must be null for other tasks"):
+        dataclasses.replace(_float_spec(), paf=PafParserConfig())
 
 
 @pytest.mark.parametrize("make", [_float_spec, _int8_spec])

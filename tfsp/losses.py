@@ -169,3 +169,23 @@ class SsdBoxLoss(keras.losses.Loss):
 def ssd_losses() -> dict[str, keras.losses.Loss]:
     """Loss dict for ``model.compile(loss=...)`` on a :func:`tfsp.models.ssd.build_ssd` model."""
     return {BOX_DELTAS: SsdBoxLoss(), CLASS_LOGITS: SsdClassificationLoss()}
+
+
+@keras.saving.register_keras_serializable(package="tfsp")
+class MaskedL2Loss(keras.losses.Loss):
+    """OpenPose's masked L2 loss on confidence maps or PAFs (one per stage output).
+
+    ``y_true`` carries the loss mask as its last channel (``tfsp.data.pose_targets.pose_fit_targets``):
+    (B, F, F, C + 1) = targets (C channels) + mask in {0, 1} (0 on crowd regions and unannotated
+    people). ``y_pred`` is (B, F, F, C). Per image the loss is ``sum(mask * (pred - target)^2)``
+    over cells and channels divided by the number of cells F * F; Keras then averages over the batch.
+    """
+
+    def __init__(self, name: str = "masked_l2", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        targets, mask = y_true[..., :-1], y_true[..., -1:]
+        squared = mask * tf.square(tf.cast(y_pred, tf.float32) - targets)
+        cells = tf.cast(tf.shape(y_pred)[1] * tf.shape(y_pred)[2], tf.float32)
+        return tf.reduce_sum(squared, axis=[1, 2, 3]) / cells

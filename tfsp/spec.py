@@ -4,8 +4,8 @@ A ``ModelSpec`` is written next to every exported model (``NAME.tflite`` +
 ``NAME.json``) and every training run (``spec.json`` beside ``model.keras``). It
 says how to preprocess (input size, resize mode), what the graph's inputs and
 outputs are (by name, dtype, shape and int8 quantisation parameters), and how to
-decode the outputs (anchors, postprocess thresholds, class names and COCO
-category ids).
+decode the outputs (anchors and SSD thresholds, or the PAF parser settings of a
+pose model; class names and COCO category ids).
 
 Device-safe: numpy and the standard library only (plus other device-safe tfsp
 modules). JSON is strict: an unknown or missing field is an error that names
@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from tfsp import __version__
+from tfsp.data.keypoints import NUM_KEYPOINTS
 from tfsp.fileio import write_atomic
 from tfsp.postprocess.anchors import SsdAnchorConfig, num_anchors
+from tfsp.postprocess.paf import HEATMAPS, PAFS, PafParserConfig
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS, SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
 
@@ -41,6 +43,9 @@ DYNAMIC_DIM = -1
 
 NOT_QUANTIZED_SCALE = 0.0
 """``TensorInfo.scale`` of a float tensor (the TFLite convention)."""
+
+HEATMAP_CHANNELS = NUM_KEYPOINTS + 1
+"""Channels of a pose graph's ``heatmaps``: one confidence map per COCO keypoint, then background."""
 
 
 class SpecError(ValueError):
@@ -109,6 +114,7 @@ class ModelSpec:
         outputs: graph outputs, by name; raw (pre-decoding) tensors.
         quantization: storage mode of the graph.
         postprocess: SSD decoding thresholds (None for other tasks).
+        paf: PAF parser settings; required for Task.POSE, None for every other task.
     """
 
     task: Task
@@ -123,6 +129,7 @@ class ModelSpec:
     outputs: tuple[TensorInfo, ...]
     quantization: QuantMode
     postprocess: SsdPostprocessConfig | None
+    paf: PafParserConfig | None
 
     def __post_init__(self) -> None:
         if self.input_size <= 0:
@@ -134,6 +141,9 @@ class ModelSpec:
             raise SpecError(f"ModelSpec.inputs must hold exactly one image input, got {len(self.inputs)}")
         if self.task is Task.DETECTION and (self.anchors is None or self.postprocess is None):
             raise SpecError("ModelSpec.anchors and ModelSpec.postprocess are required for Task.DETECTION")
+        if (self.task is Task.POSE) != (self.paf is not None):
+            raise SpecError(f"ModelSpec.paf is required for Task.POSE and must be null for other tasks "
+                            f"(task {self.task.name}, paf {'null' if self.paf is None else 'set'})")
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -201,7 +211,47 @@ def detection_spec(
         inputs=(TensorInfo(INPUT_NAME, "float32", (DYNAMIC_DIM, input_size, input_size, 3)),),
         outputs=(TensorInfo(BOX_DELTAS, "float32", (DYNAMIC_DIM, count, 4)),
                  TensorInfo(CLASS_LOGITS, "float32", (DYNAMIC_DIM, count, num_logits))),
-        quantization=QuantMode.FP32, postprocess=postprocess)
+        quantization=QuantMode.FP32, postprocess=postprocess, paf=None)
+
+
+def pose_spec(
+    input_size: int,
+    map_size: int,
+    class_names: typing.Sequence[str],
+    category_ids: typing.Sequence[int],
+    resize_mode: ResizeMode = ResizeMode.LETTERBOX,
+    parser: PafParserConfig = PafParserConfig(),
+) -> ModelSpec:
+    """The spec of a float bottom-up (OpenPose-style) Keras pose graph.
+
+    Args:
+        input_size: model input side S in pixels.
+        map_size: side F of the output maps (S / F input pixels per map cell).
+        class_names: foreground class names by ``class_id``; pose results use the
+            category id of the class named ``"person"`` (``tfsp.runtime.pose``).
+        category_ids: COCO category id by ``class_id``.
+        resize_mode: preprocessing resize.
+        parser: PAF parser settings (its ``limbs`` fix the PAF channel count).
+
+    Returns:
+        A float32 ``ModelSpec`` (task POSE, no anchors, no SSD postprocess) with input
+        ``image`` (-1, S, S, 3) and outputs ``heatmaps`` (-1, F, F, 18) and ``pafs``
+        (-1, F, F, 2L), L = ``len(parser.limbs)`` (36 channels for the COCO limbs).
+
+    Raises:
+        SpecError: ``map_size`` not in [1, S].
+    """
+    if not 0 < map_size <= input_size:
+        raise SpecError(f"pose_spec map_size must be in [1, input_size={input_size}], got {map_size}")
+    maps = (DYNAMIC_DIM, map_size, map_size)
+    return ModelSpec(
+        task=Task.POSE, tfsp_version=__version__, input_size=input_size, resize_mode=resize_mode,
+        normalization=NORMALIZATION_IN_GRAPH, class_names=tuple(class_names),
+        category_ids=tuple(int(c) for c in category_ids), anchors=None,
+        inputs=(TensorInfo(INPUT_NAME, "float32", (DYNAMIC_DIM, input_size, input_size, 3)),),
+        outputs=(TensorInfo(HEATMAPS, "float32", (*maps, HEATMAP_CHANNELS)),
+                 TensorInfo(PAFS, "float32", (*maps, 2 * len(parser.limbs)))),
+        quantization=QuantMode.FP32, postprocess=None, paf=parser)
 
 
 def _to_jsonable(value: Any) -> Any:

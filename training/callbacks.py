@@ -193,7 +193,7 @@ class CocoEvalCallback(keras.callbacks.Callback):
         for name, value in stats.items():
             logs[EVAL_LOG_PREFIX + name] = float(value)
         shown = "  ".join(f"{name} {stats[name]:.4f}" for name in self.printed_stats if name in stats)
-        print(f"epoch {epoch + 1}: COCO bbox {shown}  ({time.perf_counter() - start:.1f} s)", flush=True)
+        print(f"epoch {epoch + 1}: COCO {result.iou_type.value} {shown}  ({time.perf_counter() - start:.1f} s)", flush=True)
 
 
 class TensorBoardScalars(keras.callbacks.Callback):

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from tfsp.fileio import write_text_atomic
+from tfsp.models.openpose import OPENPOSE_SYNTH_CONFIG, OpenPoseConfig
 from tfsp.models.ssd import SSD_SYNTH_CONFIG, SsdConfig
 from tfsp.runtime.preprocess import ResizeMode
 from training.dataclass_yaml import ConfigError, merge_dataclass, to_plain
@@ -47,6 +48,7 @@ class ModelKind(enum.Enum):
     """Which model the training CLI builds; each kind owns one config section."""
 
     SSD = "ssd"
+    OPENPOSE = "openpose"
 
 
 class OptimizerKind(enum.Enum):
@@ -56,7 +58,7 @@ class OptimizerKind(enum.Enum):
     ADAMW = "adamw"
 
 
-MODEL_SECTIONS: dict[ModelKind, str] = {ModelKind.SSD: "ssd"}
+MODEL_SECTIONS: dict[ModelKind, str] = {ModelKind.SSD: "ssd", ModelKind.OPENPOSE: "openpose"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +143,7 @@ class TrainConfig:
     Attributes:
         model: Which model to train; selects the model section below.
         ssd: SSD architecture, anchors and class count (used when model is SSD).
+        openpose: OpenPose architecture and target rendering (used when model is OPENPOSE).
         data: Data set and batching.
         optimizer: Optimizer settings.
         schedule: Training length and learning-rate schedule.
@@ -153,6 +156,7 @@ class TrainConfig:
 
     model: ModelKind = ModelKind.SSD
     ssd: SsdConfig = dataclasses.field(default_factory=lambda: SSD_SYNTH_CONFIG)
+    openpose: OpenPoseConfig = dataclasses.field(default_factory=lambda: OPENPOSE_SYNTH_CONFIG)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)

@@ -1,16 +1,18 @@
 """``python -m training.demo``: the main job behind ``make demo``, end to end on the embedded data.
 
-    python -m training.demo --task ssd [--data data/synth] [--runs runs] [--exports exports] [--outputs outputs]
+    python -m training.demo --task ssd|pose [--data data/synth] [--runs runs] [--exports exports] [--outputs outputs]
 
-For ``ssd``: contact sheet of the data set -> train ``training/configs/ssd_synth.yaml`` (resumes an
-interrupted run, reuses a finished one) -> export fp32 and int8 TFLite -> COCO bbox evaluation of the
-Keras model and both TFLite files through the device pipeline -> edge demo on val images -> interleaved
-fp32/int8 latency -> one summary table, also written as ``OUTPUTS/ssd_summary.json``.
-Every step is the same CLI a user would run; the commands are printed as they run.
+For each task: contact sheet of the data set -> train the task's config in ``training/configs`` (resumes
+an interrupted run, reuses a finished one) -> export fp32 and int8 TFLite -> COCO evaluation (bbox AP for
+``ssd``, keypoint AP for ``pose``) of the Keras model and both TFLite files through the device pipeline ->
+edge demo on val images -> interleaved fp32/int8 latency -> one summary table, also written as
+``OUTPUTS/TASK_summary.json``. Every step is the same CLI a user would run; the commands are printed as
+they run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import os
@@ -32,6 +34,30 @@ class DemoTask(enum.Enum):
     """Tasks ``make demo TASK=...`` knows."""
 
     SSD = "ssd"
+    POSE = "pose"
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoChain:
+    """What differs between the tasks' chains.
+
+    Attributes:
+        name: prefix of the run directory, exported files and outputs (``runs/NAME``, ``NAME_int8.tflite``).
+        config: training config file name in ``training/configs``.
+        title: what is trained, for the step titles.
+        stats_key: key of the evaluation JSON holding the COCO stats (``"bbox"`` or ``"keypoints"``).
+    """
+
+    name: str
+    config: str
+    title: str
+    stats_key: str
+
+
+CHAINS: dict[DemoTask, DemoChain] = {
+    DemoTask.SSD: DemoChain("ssd", "ssd_synth.yaml", "SSD", "bbox"),
+    DemoTask.POSE: DemoChain("pose", "openpose_synth.yaml", "OpenPose", "keypoints"),
+}
 
 
 class StepFailed(RuntimeError):
@@ -53,11 +79,11 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path]) -> list[dict]:
+def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path], stats_key: str) -> list[dict]:
     by_model = {Path(entry["model"]).name: entry for entry in latency.get("models", [])}
     rows = []
     for name, path in evals.items():
-        stats = _read_json(path)["bbox"]
+        stats = _read_json(path)[stats_key]
         row = {"model": name, "AP": stats["AP"], "AP50": stats["AP50"], "AP75": stats["AP75"]}
         if name in exports:
             timing = by_model.get(exports[name].name, {})
@@ -69,11 +95,12 @@ def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path
     return rows
 
 
-def _format_rows(rows: list[dict]) -> str:
+def _format_rows(rows: list[dict], stats_key: str) -> str:
     def cell(value, fmt):
         return format("-", ">" + fmt.split(".")[0]) if value is None else format(value, fmt)
 
-    lines = [f"{'model':<12} {'bbox AP':>8} {'AP50':>6} {'AP75':>6} {'size MB':>8} {'infer ms':>9} {'ratio':>6}"
+    kind = {"bbox": "bbox", "keypoints": "kp"}.get(stats_key, stats_key)
+    lines = [f"{'model':<12} {kind + ' AP':>8} {'AP50':>6} {'AP75':>6} {'size MB':>8} {'infer ms':>9} {'ratio':>6}"
              f" {'post ms':>8}"]
     for r in rows:
         lines.append(f"{r['model']:<12} {r['AP']:>8.3f} {r['AP50']:>6.3f} {r['AP75']:>6.3f} "
@@ -82,11 +109,13 @@ def _format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_ssd(data: Path, runs: Path, exports: Path, outputs: Path, config: Path | None = None) -> dict:
-    """The SSD chain; returns the summary written to ``outputs/ssd_summary.json``.
+def run_chain(task: DemoTask, data: Path, runs: Path, exports: Path, outputs: Path,
+              config: Path | None = None) -> dict:
+    """One task's chain; returns the summary written to ``outputs/NAME_summary.json``.
 
-    ``config`` replaces ``training/configs/ssd_synth.yaml`` (the tests use a tiny one).
+    ``config`` replaces the task's config in ``training/configs`` (the tests use a tiny one).
     """
+    chain = CHAINS[task]
     from edge_demo import app as edge_app
     from edge_demo import benchmark as edge_benchmark
     from export import cli as export_cli
@@ -95,49 +124,47 @@ def run_ssd(data: Path, runs: Path, exports: Path, outputs: Path, config: Path |
     from training import __main__ as train_cli
     from training import evaluate as evaluate_cli
 
-    run_dir = runs / "ssd"
+    run_dir = runs / chain.name
     _step("contact sheet of the data set", "tfsp.data.preview", preview.main,
           ["--data", data, "--split", "val", "--out", outputs / "synth_contact_sheet.png"])
     if (run_dir / "metrics.json").is_file():
         print(f"\n=== train: reusing the finished run in {run_dir} (delete it to train again)")
     else:
         resume = ["--resume"] if (run_dir / "checkpoints").is_dir() else []
-        _step("train SSD (resumes if interrupted)", "training", train_cli.main,
-              ["--config", config or CONFIGS_DIR / "ssd_synth.yaml", "--out", run_dir, "--data", data, "--verbose", "2", *resume])
+        _step(f"train {chain.title} (resumes if interrupted)", "training", train_cli.main,
+              ["--config", config or CONFIGS_DIR / chain.config, "--out", run_dir, "--data", data, "--verbose", "2", *resume])
     tflite = {}
     for quant in ("fp32", "int8"):
-        name = f"ssd_{quant}"
+        name = f"{chain.name}_{quant}"
         _step(f"export {quant}", "export", export_cli.main,
               ["--run", run_dir, "--quant", quant, "--data", data, "--out", exports, "--name", name])
         tflite[quant] = exports / f"{name}.tflite"
     evals = {}
     for label, model in (("keras", run_dir / "model.keras"), ("fp32", tflite["fp32"]), ("int8", tflite["int8"])):
-        evals[label] = outputs / f"ssd_eval_{label}.json"
+        evals[label] = outputs / f"{chain.name}_eval_{label}.json"
         _step(f"evaluate {label} on val", "training.evaluate", evaluate_cli.main,
               ["--model", model, "--data", data, "--split", "val", "--out", evals[label]])
     _step("edge demo (int8) on val images", "edge_demo", edge_app.main,
-          ["--model", tflite["int8"], "--source", data / "images" / "val", "--out", outputs / "edge_demo",
+          ["--model", tflite["int8"], "--source", data / "images" / "val", "--out", outputs / f"{chain.name}_edge_demo",
            "--max-frames", EDGE_DEMO_FRAMES])
-    latency_json = outputs / "ssd_latency.json"
+    latency_json = outputs / f"{chain.name}_latency.json"
     _step("latency fp32 vs int8 (interleaved)", "edge_demo.benchmark", edge_benchmark.main,
           ["--models", tflite["fp32"], tflite["int8"], "--source", data / "images" / "val",
            "--runs", LATENCY_ROUNDS, "--json", latency_json])
-    rows = _summary_rows(evals, _read_json(latency_json), tflite)
+    rows = _summary_rows(evals, _read_json(latency_json), tflite, chain.stats_key)
     ap = {row["model"]: row["AP"] for row in rows}
-    summary = {"task": "ssd", "data": str(data), "run": str(run_dir), "rows": rows,
+    summary = {"task": task.value, "metric": chain.stats_key, "data": str(data), "run": str(run_dir), "rows": rows,
                "int8_minus_float_AP_points": 100 * (ap["int8"] - ap["keras"]),
                "int8_over_fp32_size": tflite["int8"].stat().st_size / tflite["fp32"].stat().st_size}
-    write_text_atomic(outputs / "ssd_summary.json", json.dumps(summary, indent=2) + "\n")
-    print("\n" + _format_rows(rows))
-    print(f"\nint8 - float bbox AP: {summary['int8_minus_float_AP_points']:+.2f} points; "
+    summary_json = outputs / f"{chain.name}_summary.json"
+    write_text_atomic(summary_json, json.dumps(summary, indent=2) + "\n")
+    print("\n" + _format_rows(rows, chain.stats_key))
+    print(f"\nint8 - float {chain.stats_key} AP: {summary['int8_minus_float_AP_points']:+.2f} points; "
           f"int8 / fp32 file size: {summary['int8_over_fp32_size']:.2f}x")
     print(f"outputs: run {run_dir}/ (model.keras, metrics.json, loss.png, tb/), exports {exports}/, "
-          f"annotated images {outputs / 'edge_demo'}/, contact sheet {outputs / 'synth_contact_sheet.png'}, "
-          f"summary {outputs / 'ssd_summary.json'}")
+          f"annotated images {outputs / f'{chain.name}_edge_demo'}/, contact sheet {outputs / 'synth_contact_sheet.png'}, "
+          f"summary {summary_json}")
     return summary
-
-
-TASKS: dict[DemoTask, Callable[..., dict]] = {DemoTask.SSD: run_ssd}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
     try:
-        TASKS[DemoTask(args.task)](args.data, args.runs, args.exports, args.outputs, args.config)
+        run_chain(DemoTask(args.task), args.data, args.runs, args.exports, args.outputs, args.config)
     except StepFailed as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -5,8 +5,9 @@
         [--split val] [--max-images N] [--out stats.json]
 
 The model is opened with `tfsp.runtime.runner.open_runner` (Keras or TFLite) and
-every image goes through `tfsp.runtime.detection.DetectionPipeline` (numpy
-preprocess -> runner -> numpy decode), exactly as on the device. Training's
+every image goes through the task's device pipeline (numpy preprocess -> runner ->
+numpy decode), exactly as on the device: detection models get COCO bbox AP,
+pose models COCO keypoint (OKS) AP (`training.eval_tasks`). Training's
 periodic evaluation calls `evaluate_runner` with a KerasRunner over the
 in-memory model, so both report the same numbers for the same weights.
 """
@@ -24,10 +25,10 @@ from tfsp.cli import SuggestingParser, positive_int
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.eval import IouType, evaluate_coco
 from tfsp.fileio import write_text_atomic
-from tfsp.runtime.detection import DetectionPipeline, detect_coco
 from tfsp.runtime.runner import Runner, open_runner
 from tfsp.runtime.timing import StageTimings
-from tfsp.spec import ModelSpec, SpecError, Task
+from tfsp.spec import ModelSpec, SpecError
+from training.eval_tasks import STAT_DESCRIPTIONS, TASK_EVALUATIONS
 
 DEFAULT_DATA_ROOT = "data/synth"
 DEFAULT_SPLIT = "val"
@@ -36,20 +37,6 @@ CHECKPOINT_DIRNAME = "checkpoints"  # OUT/checkpoints/last.keras -> OUT/spec.jso
 SPEC_SUFFIX = ".json"  # exports: NAME.tflite -> NAME.json
 MISSING_STAT = -1.0  # pycocotools' value where no ground truth falls in the stat's range
 EXIT_ERROR = 1
-STAT_DESCRIPTIONS: dict[str, str] = {
-    "AP": "IoU 0.50:0.95, all areas",
-    "AP50": "IoU 0.50",
-    "AP75": "IoU 0.75",
-    "APs": "small objects (< 32^2 px)",
-    "APm": "medium objects",
-    "APl": "large objects (> 96^2 px)",
-    "AR1": "1 detection per image",
-    "AR10": "10 detections per image",
-    "AR100": "100 detections per image",
-    "ARs": "small objects",
-    "ARm": "medium objects",
-    "ARl": "large objects",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,38 +44,43 @@ class EvalResult:
     """COCO evaluation of one model on one split.
 
     Attributes:
-        stats: Stat name (`tfsp.eval.BOX_STAT_NAMES`) -> value in [0, 1], or -1 where the
-            split has no ground truth in that stat's range.
+        stats: Stat name (`tfsp.eval.stat_names(iou_type)`) -> value in [0, 1], or -1 where
+            the split has no ground truth in that stat's range.
         num_images: Images evaluated.
-        num_detections: Detections produced over those images.
+        num_detections: Results (detections, or poses) produced over those images.
         timings: Mean per-image pipeline stage timings in milliseconds.
+        iou_type: What COCOeval matched (BBOX for detection, KEYPOINTS for pose).
     """
 
     stats: Mapping[str, float]
     num_images: int
     num_detections: int
     timings: StageTimings
+    iou_type: IouType = IouType.BBOX
 
     def format_table(self) -> str:
         """The stats as an aligned text table, one named stat per line."""
-        lines = []
+        lines, descriptions = [], STAT_DESCRIPTIONS[self.iou_type]
         for name, value in self.stats.items():
             shown = "   n/a" if value == MISSING_STAT else f"{value:.4f}"
-            lines.append(f"  {name:<6} {shown}   {STAT_DESCRIPTIONS.get(name, '')}".rstrip())
+            lines.append(f"  {name:<6} {shown}   {descriptions.get(name, '')}".rstrip())
         t = self.timings
         lines.append(f"  per image: preprocess {t.preprocess_ms:.1f} ms, inference {t.inference_ms:.1f} ms, "
                      f"postprocess {t.postprocess_ms:.1f} ms")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return {"bbox": dict(self.stats), "num_images": self.num_images, "num_detections": self.num_detections,
-                "timings_ms": dataclasses.asdict(self.timings)}
+        """JSON-ready dict; the stats under the matching type's name ("bbox" or "keypoints")."""
+        return {self.iou_type.value: dict(self.stats), "num_images": self.num_images,
+                "num_detections": self.num_detections, "timings_ms": dataclasses.asdict(self.timings)}
 
 
 def evaluate_runner(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
                     max_images: int | None = None) -> EvalResult:
     """Runs a split through the task's device pipeline and evaluates it with pycocotools.
+
+    Detection is matched by box IoU against the instances JSON, pose by OKS against the
+    split's person-keypoints JSON (`training.eval_tasks`).
 
     Args:
         runner: Keras or TFLite runner of the model.
@@ -100,19 +92,19 @@ def evaluate_runner(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
         The `EvalResult`.
 
     Raises:
-        ValueError: Unsupported task, or spec and data set disagree on category ids.
+        ValueError: Unsupported task, spec and data set disagree on category ids, no
+            person-keypoints JSON for a pose model, or spec and runner disagree.
     """
-    if spec.task is not Task.DETECTION:
-        raise ValueError(f"evaluation of task {spec.task.value} is not supported yet")
-    if tuple(spec.category_ids) != tuple(dataset.category_ids):
-        raise ValueError(f"model category ids {spec.category_ids} != {dataset.instances_json} "
-                         f"category ids {dataset.category_ids}")
+    task = TASK_EVALUATIONS.get(spec.task)
+    if task is None:
+        raise ValueError(f"evaluation of task {spec.task.value} is not supported yet; "
+                         f"supported: {', '.join(t.value for t in TASK_EVALUATIONS)}")
+    ground_truth = task.ground_truth(spec, dataset)
     records = dataset.records[:max_images]
-    pipeline = DetectionPipeline(runner, spec)
-    results, timings = detect_coco(pipeline, records)
-    stats = evaluate_coco(dataset.instances_json, results, IouType.BBOX,
-                          image_ids=[record.image_id for record in records])
-    return EvalResult(stats=stats, num_images=len(records), num_detections=len(results), timings=timings)
+    results, timings = task.predict(runner, spec, records)
+    stats = evaluate_coco(ground_truth, results, task.iou_type, image_ids=[record.image_id for record in records])
+    return EvalResult(stats=stats, num_images=len(records), num_detections=len(results), timings=timings,
+                      iou_type=task.iou_type)
 
 
 def find_spec(model_path: str | os.PathLike[str]) -> Path:
@@ -139,7 +131,8 @@ def find_spec(model_path: str | os.PathLike[str]) -> Path:
 def build_parser() -> SuggestingParser:
     """The CLI's argument parser."""
     parser = SuggestingParser(prog="python -m training.evaluate",
-                              description="COCO bbox evaluation through the device detection pipeline.")
+                              description="COCO evaluation (bbox AP for detection, keypoint AP for pose) "
+                                          "through the device pipeline.")
     parser.add_argument("--model", type=Path, required=True, help="model file: .keras or .tflite")
     parser.add_argument("--spec", type=Path, help="ModelSpec JSON (default: found beside the model)")
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_ROOT),
@@ -165,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     print(f"{args.model} ({spec.quantization.value}, spec {spec_path}) on {args.data} [{args.split}]: "
           f"{result.num_images} images ({len(dataset.skipped_images)} skipped as missing/corrupt), "
-          f"{result.num_detections} detections")
-    print("COCO bbox:")
+          f"{result.num_detections} {TASK_EVALUATIONS[spec.task].noun}")
+    print(f"COCO {result.iou_type.value}:")
     print(result.format_table())
     if args.out is not None:
         payload = {"model": str(args.model), "spec": str(spec_path), "data": str(args.data),

@@ -24,6 +24,7 @@ def plot_training_curves(
     losses: Mapping[str, Sequence[float]],
     evaluations: Sequence[Mapping[str, float]],
     path: str | os.PathLike[str],
+    ap_label: str = "COCO bbox",
 ) -> Path:
     """Writes loss curves (and, if there are evaluations, AP over epochs) to a PNG.
 
@@ -33,6 +34,7 @@ def plot_training_curves(
         evaluations: One mapping per COCO evaluation with an "epoch" key (1-based)
             and named stats such as "AP" and "AP50" (fractions in [0, 1]).
         path: Output PNG path, written atomically (``tfsp.fileio.replacing``).
+        ap_label: y-axis label of the AP panel (what COCOeval matched).
 
     Returns:
         The path written.
@@ -60,7 +62,7 @@ def plot_training_curves(
             ap_ax.plot(epochs, values, marker="o", label=key)
         ap_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ap_ax.set_xlabel("epoch")
-        ap_ax.set_ylabel("COCO bbox")
+        ap_ax.set_ylabel(ap_label)
         ap_ax.set_title("validation AP")
         ap_ax.grid(True, alpha=0.3)
         ap_ax.legend(fontsize="small")

@@ -19,10 +19,13 @@ from typing import Any
 import keras
 
 from tfsp.data.coco import CocoDataset
+from tfsp.data.pose_targets import PERSON_CLASS_ID, PoseTargetConfig, make_pose_target_fn, pose_fit_targets
 from tfsp.data.targets import make_ssd_target_fn, ssd_fit_targets
-from tfsp.losses import ssd_losses
+from tfsp.losses import MaskedL2Loss, ssd_losses
+from tfsp.models.openpose import OUTPUT_STRIDE, build_openpose, deploy_openpose, stage_output_names
 from tfsp.models.ssd import build_ssd, ssd_anchors
-from tfsp.spec import ModelSpec, detection_spec
+from tfsp.postprocess.paf import HEATMAPS, PAFS
+from tfsp.spec import ModelSpec, detection_spec, pose_spec
 from training.config import ModelKind, TrainConfig
 
 Example = dict[str, Any]
@@ -34,23 +37,28 @@ class ModelRecipe:
 
     Attributes:
         input_size: Config -> square model input side S in pixels.
-        num_classes: Config -> number of foreground classes the model predicts.
+        num_classes: Config -> number of foreground classes the model predicts, or None when
+            the model predicts one class of a multi-class data set (pose: the person).
         build_model: Config -> uncompiled `keras.Model` (input "image" (B,S,S,3) float32
             0..255, dict of named raw outputs).
         losses: Config -> `{output name: keras.losses.Loss}` for `model.compile`.
         target_fn: Config -> per-example `fn(example) -> example` adding training
             targets (mapped by `tfsp.data.pipeline.make_dataset`).
-        fit_targets: Batch dict -> `(x, y)` for `keras.Model.fit`, y keyed by output name.
+        fit_targets: Config -> batch fn `batch -> (x, y)` for `keras.Model.fit`, y keyed by
+            output name.
         build_spec: (config, data set) -> float32 `ModelSpec` of the trained graph.
+        deploy_model: Training model -> the model that is evaluated, saved as OUT/model.keras
+            and exported (e.g. without intermediate-supervision outputs); shares the layers.
     """
 
     input_size: Callable[[TrainConfig], int]
-    num_classes: Callable[[TrainConfig], int]
+    num_classes: Callable[[TrainConfig], int | None]
     build_model: Callable[[TrainConfig], keras.Model]
     losses: Callable[[TrainConfig], dict[str, keras.losses.Loss]]
     target_fn: Callable[[TrainConfig], Callable[[Example], Example]]
-    fit_targets: Callable[[Example], tuple[Any, dict[str, Any]]]
+    fit_targets: Callable[[TrainConfig], Callable[[Example], tuple[Any, dict[str, Any]]]]
     build_spec: Callable[[TrainConfig, CocoDataset], ModelSpec]
+    deploy_model: Callable[[keras.Model], keras.Model] = lambda model: model
 
 
 def _ssd_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
@@ -69,11 +77,56 @@ SSD_RECIPE = ModelRecipe(
     build_model=lambda config: build_ssd(config.ssd),
     losses=lambda config: ssd_losses(),
     target_fn=lambda config: make_ssd_target_fn(ssd_anchors(config.ssd)),
-    fit_targets=ssd_fit_targets,
+    fit_targets=lambda config: ssd_fit_targets,
     build_spec=_ssd_spec,
 )
 
-RECIPES: dict[ModelKind, ModelRecipe] = {ModelKind.SSD: SSD_RECIPE}
+
+def _pose_targets(config: TrainConfig) -> PoseTargetConfig:
+    model = config.openpose
+    return PoseTargetConfig(input_size=model.input_size, stride=OUTPUT_STRIDE, sigma_px=model.target_sigma_px,
+                            limb_width_px=model.target_limb_width_px, person_class_id=PERSON_CLASS_ID)
+
+
+def _pose_fit_targets(config: TrainConfig) -> Callable[[Example], tuple[Any, dict[str, Any]]]:
+    """Every stage is supervised with the same targets (the paper's intermediate supervision)."""
+    num_stages = config.openpose.num_stages
+
+    def fit_targets(batch: Example) -> tuple[Any, dict[str, Any]]:
+        image, targets = pose_fit_targets(batch)
+        y = {}
+        for stage in range(num_stages):
+            heat_name, paf_name = stage_output_names(stage, num_stages)
+            y[heat_name], y[paf_name] = targets[HEATMAPS], targets[PAFS]
+        return image, y
+
+    return fit_targets
+
+
+def _pose_losses(config: TrainConfig) -> dict[str, keras.losses.Loss]:
+    num_stages = config.openpose.num_stages
+    names = [name for stage in range(num_stages) for name in stage_output_names(stage, num_stages)]
+    return {name: MaskedL2Loss() for name in names}
+
+
+def _pose_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
+    person = PERSON_CLASS_ID
+    return pose_spec(config.openpose.input_size, config.openpose.map_size, (dataset.class_names[person],),
+                     (dataset.category_ids[person],), resize_mode=config.data.resize)
+
+
+OPENPOSE_RECIPE = ModelRecipe(
+    input_size=lambda config: config.openpose.input_size,
+    num_classes=lambda config: None,
+    build_model=lambda config: build_openpose(config.openpose),
+    losses=_pose_losses,
+    target_fn=lambda config: make_pose_target_fn(_pose_targets(config)),
+    fit_targets=_pose_fit_targets,
+    build_spec=_pose_spec,
+    deploy_model=deploy_openpose,
+)
+
+RECIPES: dict[ModelKind, ModelRecipe] = {ModelKind.SSD: SSD_RECIPE, ModelKind.OPENPOSE: OPENPOSE_RECIPE}
 
 
 def build_run_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
@@ -91,7 +144,7 @@ def build_run_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
         ValueError: The model's class count differs from the data set's.
     """
     recipe = RECIPES[config.model]
-    if recipe.num_classes(config) != dataset.num_classes:
+    if recipe.num_classes(config) not in (None, dataset.num_classes):
         section = config.model.value
         raise ValueError(
             f"{section}.num_classes is {recipe.num_classes(config)} but {dataset.instances_json} has "

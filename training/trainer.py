@@ -166,7 +166,7 @@ def make_train_dataset(config: TrainConfig, train: CocoDataset):
         max_instances=config.data.max_instances, batch_size=config.data.batch_size,
         augment=AugmentConfig() if config.data.augment else None, seed=config.seed)
     data = make_dataset(train, pipeline, training=True, target_fn=recipe.target_fn(config))
-    return data.map(recipe.fit_targets).repeat()
+    return data.map(recipe.fit_targets(config)).repeat()
 
 
 def _metrics(config: TrainConfig, state: RunState, result: EvalResult) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def _metrics(config: TrainConfig, state: RunState, result: EvalResult) -> dict[s
         "final_losses": {name: values[-1] for name, values in state.losses.items() if values},
         "eval": {"split": config.data.val_split, "num_images": result.num_images,
                  "num_detections": result.num_detections, "epoch": state.epoch},
-        "bbox": result.stats,
+        result.iou_type.value: result.stats,
         "config": config_to_dict(config),
     }
 
@@ -210,7 +210,8 @@ def train(
     model, state = build_or_resume(config, run_dir, resume)
 
     def evaluate(current: keras.Model) -> EvalResult:
-        return evaluate_runner(KerasRunner(current), spec, val_split, config.eval.max_images)
+        deployed = RECIPES[config.model].deploy_model(current)
+        return evaluate_runner(KerasRunner(deployed), spec, val_split, config.eval.max_images)
 
     schedule = config.schedule
     checkpoint = CheckpointCallback(run_dir, state)
@@ -240,12 +241,13 @@ def train(
 def _finish(config: TrainConfig, run_dir: Path, model: keras.Model, state: RunState,
             result: EvalResult) -> TrainResult:
     """Writes the final model, metrics and plot, and prints the next commands."""
-    model_path = save_model_atomic(model, run_dir / MODEL_FILENAME)
-    print(f"final COCO bbox on {config.data.val_split} ({result.num_images} images):")
+    model_path = save_model_atomic(RECIPES[config.model].deploy_model(model), run_dir / MODEL_FILENAME)
+    print(f"final COCO {result.iou_type.value} on {config.data.val_split} ({result.num_images} images):")
     print(result.format_table(), flush=True)
     metrics = _metrics(config, state, result)
     write_text_atomic(run_dir / METRICS_FILENAME, json.dumps(metrics, indent=2))
-    plot_training_curves(state.losses, state.evaluations, run_dir / LOSS_PLOT_FILENAME)
+    plot_training_curves(state.losses, state.evaluations, run_dir / LOSS_PLOT_FILENAME,
+                         ap_label=f"COCO {result.iou_type.value}")
     print(f"wrote {model_path}, {run_dir / METRICS_FILENAME}, {run_dir / LOSS_PLOT_FILENAME} "
           f"({state.train_seconds:.1f} s training)")
     print("next:")

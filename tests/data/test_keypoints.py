@@ -3,8 +3,8 @@
 import numpy as np
 from pycocotools.cocoeval import Params
 
-from tfsp.data.keypoints import (COCO_SIGMAS, FLIP_PERMUTATION, KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON,
-                                 skeleton_one_based)
+from tfsp.data.keypoints import (COCO_SIGMAS, FLIP_PERMUTATION, KEYPOINT_NAMES, NUM_KEYPOINTS, NUM_TREE_LIMBS,
+                                 PAF_LIMBS, SKELETON, skeleton_one_based)
 
 # The "skeleton" field of COCO 2017 person_keypoints_*.json, copied verbatim (1-based).
 COCO_JSON_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
@@ -53,3 +53,17 @@ def test_sigmas_match_pycocotools_cocoeval():
     np.testing.assert_array_equal(COCO_SIGMAS, Params(iouType="keypoints").kpt_oks_sigmas)
     np.testing.assert_array_equal(COCO_SIGMAS[list(FLIP_PERMUTATION)], COCO_SIGMAS)
     assert not COCO_SIGMAS.flags.writeable
+
+
+def test_paf_tree_limbs_span_all_keypoints_grown_from_the_shoulders():
+    reached = {PAF_LIMBS[0][0]}
+    for a, b in PAF_LIMBS[:NUM_TREE_LIMBS]:
+        assert a in reached and b not in reached  # each tree limb adds exactly one new keypoint
+        reached.add(b)
+    assert reached == set(range(NUM_KEYPOINTS))
+    assert len({frozenset(limb) for limb in PAF_LIMBS}) == len(PAF_LIMBS)
+
+
+def test_paf_limbs_are_closed_under_flip():
+    flipped = {frozenset((FLIP_PERMUTATION[a], FLIP_PERMUTATION[b])) for a, b in PAF_LIMBS}
+    assert flipped == {frozenset(limb) for limb in PAF_LIMBS}

@@ -103,4 +103,4 @@ def test_spec_and_runner_must_agree():
     with pytest.raises(ValueError, match="lacks outputs"):
         DetectionPipeline(runner, _spec())
     with pytest.raises(ValueError, match="Task.DETECTION"):
-        DetectionPipeline(FakeRunner(), dataclasses.replace(_spec(), task=Task.POSE))
+        DetectionPipeline(FakeRunner(), dataclasses.replace(_spec(), task=Task.DENSE))

@@ -61,7 +61,8 @@ def test_defaults_live_in_the_dataclasses():
     partial = config_from_dict({"data": {"batch_size": 2}})
     assert partial.data == DataConfig(batch_size=2)
     assert partial.ssd == SSD_SYNTH_CONFIG
-    assert set(config_to_dict(TrainConfig())) == {f.name for f in dataclasses.fields(TrainConfig)}
+    # Only the active model's section is dumped.
+    assert set(config_to_dict(TrainConfig())) == {f.name for f in dataclasses.fields(TrainConfig)} - {"openpose"}
 
 
 def test_unknown_key_names_file_key_and_suggestion(tmp_path):
@@ -101,3 +102,12 @@ def test_shipped_config_loads_and_is_a_full_dump():
     assert config.model is ModelKind.SSD
     assert config.ssd == SSD_SYNTH_CONFIG
     assert yaml.safe_load(SHIPPED_CONFIG.read_text()) == config_to_dict(config)
+
+
+def test_shipped_pose_config_loads_and_dumps_only_its_model_section():
+    path = SHIPPED_CONFIG.parent / "openpose_synth.yaml"
+    config = load_config(path)
+    assert config.model is ModelKind.OPENPOSE and config.openpose.map_size == 24
+    plain = yaml.safe_load(path.read_text())
+    assert "ssd" not in plain and plain == config_to_dict(config)
+    assert load_config(path) == config_from_dict(config_to_dict(config))

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tfsp.models.openpose import OpenPoseConfig
 from tfsp.models.ssd import SsdConfig
 from tfsp.postprocess.anchors import SsdAnchorConfig
-from training.config import DataConfig, EvalConfig, ScheduleConfig, TrainConfig, save_config
+from training.config import DataConfig, EvalConfig, ModelKind, ScheduleConfig, TrainConfig, save_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,6 +29,8 @@ TINY_SSD = SsdConfig(
     input_size=TINY_SIZE, num_classes=4, alpha=0.35,
     anchors=SsdAnchorConfig(image_size=TINY_SIZE, feature_map_sizes=(8, 4, 2), min_scale=0.15,
                             max_scale=0.9, aspect_ratios=((2.0,), (2.0,), (2.0,))))
+TINY_POSE = OpenPoseConfig(input_size=TINY_SIZE, channels=8, initial_blocks=1, num_refinement_stages=1,
+                           refinement_blocks=1)
 
 
 @pytest.mark.slow
@@ -51,7 +54,7 @@ def test_demo_chain_writes_every_artefact_and_reuses_a_finished_run(synth_data, 
     assert fp32["inference_ms"] > 0 and int8["inference_ratio"] > 0
     assert 0 < summary["int8_over_fp32_size"] < 1
     assert (dirs["outputs"] / "synth_contact_sheet.png").stat().st_size > 0
-    assert any((dirs["outputs"] / "edge_demo").iterdir())
+    assert any((dirs["outputs"] / "ssd_edge_demo").iterdir())
     for name in ("ssd_fp32.tflite", "ssd_fp32.json", "ssd_int8.tflite", "ssd_int8.json"):
         assert (dirs["exports"] / name).stat().st_size > 0
     trained_at = (dirs["runs"] / "ssd" / "model.keras").stat().st_mtime_ns
@@ -60,3 +63,24 @@ def test_demo_chain_writes_every_artefact_and_reuses_a_finished_run(synth_data, 
     after = sorted((p.relative_to(synth_data), p.stat().st_mtime_ns) for p in synth_data.rglob("*"))
     assert before == after, set(after) ^ set(before)
     assert (dirs["runs"] / "ssd" / "model.keras").stat().st_mtime_ns == trained_at
+
+
+@pytest.mark.slow
+def test_pose_demo_chain_reports_keypoint_ap(synth_data, tmp_path):
+    config = tmp_path / "tiny_pose.yaml"
+    save_config(TrainConfig(model=ModelKind.OPENPOSE, openpose=TINY_POSE,
+                            data=DataConfig(root=str(synth_data), batch_size=4),
+                            schedule=ScheduleConfig(epochs=1, steps_per_epoch=2, warmup_epochs=0.5),
+                            eval=EvalConfig(every_epochs=1), run_eagerly=True), config)
+    dirs = {name: tmp_path / name for name in ("runs", "exports", "outputs")}
+    out = _demo(["--task", "pose", "--data", str(synth_data), "--config", str(config)] + [
+        arg for name, path in dirs.items() for arg in (f"--{name}", str(path))])
+    assert "kp AP" in out
+    summary = json.loads((dirs["outputs"] / "pose_summary.json").read_text())
+    assert summary["task"] == "pose" and summary["metric"] == "keypoints"
+    assert [row["model"] for row in summary["rows"]] == ["keras", "fp32", "int8"]
+    assert all(0.0 <= row["AP"] <= 1.0 for row in summary["rows"])
+    assert 0 < summary["int8_over_fp32_size"] < 1
+    assert any((dirs["outputs"] / "pose_edge_demo").iterdir())
+    spec = json.loads((dirs["exports"] / "pose_int8.json").read_text())
+    assert spec["task"] == "POSE" and [t["name"] for t in spec["outputs"]] == ["heatmaps", "pafs"]

@@ -1,4 +1,5 @@
-"""Tests for training.evaluate: oracle outputs score AP 1, the CLI matches the in-memory model."""
+"""Tests for training.evaluate: oracle outputs score AP 1 (boxes) or high keypoint AP (pose fields), the CLI
+matches the in-memory model."""
 
 import dataclasses
 import json
@@ -8,12 +9,14 @@ import numpy as np
 import pytest
 
 from tfsp.data.coco import load_split
-from tfsp.eval import BOX_STAT_NAMES
+from tfsp.data.pose_fields import render_heatmaps, render_pafs
+from tfsp.eval import BOX_STAT_NAMES, KEYPOINT_STAT_NAMES, IouType
 from tfsp.models.ssd import SsdConfig, build_ssd
 from tfsp.postprocess.anchors import SsdAnchorConfig, generate_ssd_anchors
 from tfsp.postprocess.boxes import cxcywh_to_xyxy, encode_cxcywh, iou_xyxy
 from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.preprocess import fit_letterbox
+from tfsp.spec import ModelSpec, QuantMode, pose_spec
 from training.config import TrainConfig
 from training.evaluate import evaluate_runner, find_spec, main
 from training.recipes import build_run_spec
@@ -123,3 +126,114 @@ def test_cli_errors_are_clear(tmp_path, synth_data, capsys):
     with pytest.raises(SystemExit):
         main(["--model", "m.keras", "--max-image", "3"])
     assert "did you mean --max-images" in capsys.readouterr().err
+
+
+# --- pose: keypoint AP through PosePipeline ---------------------------------------------------
+
+ORACLE_POSE_SIZE, ORACLE_POSE_MAP = 384, 96
+"""Oracle fields at 4 input px per cell; a 96 px synthetic image is upscaled 4x, so a cell is 1 original px."""
+ORACLE_MIN_AP50, ORACLE_MIN_AP = 0.95, 0.85
+"""Not 1: the greedy parser mis-assigns a few joints where synthetic people overlap."""
+SHIFT_PX = 2.0
+"""Negative control: every oracle keypoint moved this far right (original pixels)."""
+SHIFTED_MAX_AP = 0.5
+TINY_POSE_SIZE, TINY_POSE_MAP = 64, 8
+
+
+class OraclePoseRunner:
+    """Returns, image by image in split order, the fields `tfsp.data.pose_fields` renders for the ground truth."""
+
+    output_names = ("heatmaps", "pafs")
+
+    def __init__(self, dataset, spec, shift_px=0.0):
+        self.input_size = spec.input_size
+        stride = spec.input_size // spec.outputs[0].shape[1]
+        self._outputs = []
+        for record in dataset.records:
+            letterbox = fit_letterbox(record.height, record.width, spec.input_size, spec.resize_mode)
+            people = record.keypoints[(record.class_ids == 0) & ~record.is_crowd]
+            xy = letterbox.to_input_xy(people[..., :2] + np.array([shift_px, 0.0], np.float32))
+            keypoints = np.concatenate([xy, people[..., 2:]], axis=-1)
+            self._outputs.append({"heatmaps": render_heatmaps(keypoints, ORACLE_POSE_MAP, stride)[None],
+                                  "pafs": render_pafs(keypoints, ORACLE_POSE_MAP, stride)[None]})
+        self._outputs.reverse()
+
+    def __call__(self, images):
+        assert images.shape == (1, self.input_size, self.input_size, 3)
+        return self._outputs.pop()
+
+
+@pytest.fixture(scope="module")
+def synth_val(synth_data):
+    return load_split(synth_data, "val")
+
+
+def test_pose_oracle_fields_score_high_keypoint_ap(synth_data):
+    train = load_split(synth_data, "train")  # more people (17) than the 4 val images hold
+    assert train.class_names[0] == "person"
+    spec = pose_spec(ORACLE_POSE_SIZE, ORACLE_POSE_MAP, train.class_names, train.category_ids)
+    result = evaluate_runner(OraclePoseRunner(train, spec), spec, train)
+    assert result.iou_type is IouType.KEYPOINTS and tuple(result.stats) == KEYPOINT_STAT_NAMES
+    num_people = sum(int(((r.class_ids == 0) & ~r.is_crowd).sum()) for r in train.records)
+    assert result.num_images == len(train) and result.num_detections == num_people > 10
+    assert result.stats["AP50"] >= ORACLE_MIN_AP50 and result.stats["AP"] >= ORACLE_MIN_AP, result.stats
+    assert "keypoints" in result.to_dict() and "OKS 0.50:0.95" in result.format_table()
+    shifted = evaluate_runner(OraclePoseRunner(train, spec, SHIFT_PX), spec, train)
+    assert shifted.stats["AP"] <= SHIFTED_MAX_AP, shifted.stats
+
+
+@pytest.fixture(scope="module")
+def tiny_pose_run(synth_val, tmp_path_factory):
+    """An untrained tiny pose graph (outputs heatmaps (8, 8, 18) and pafs (8, 8, 36)) saved as a run."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((TINY_POSE_SIZE, TINY_POSE_SIZE, 3))
+    features = keras.layers.AveragePooling2D(TINY_POSE_SIZE // TINY_POSE_MAP)(keras.layers.Rescaling(1 / 255)(inputs))
+    features = keras.layers.Conv2D(8, 1, activation="relu")(features)
+    model = keras.Model(inputs, {"heatmaps": keras.layers.Conv2D(18, 1, activation="sigmoid")(features),
+                                 "pafs": keras.layers.Conv2D(36, 1, activation="tanh")(features)})
+    spec = pose_spec(TINY_POSE_SIZE, TINY_POSE_MAP, synth_val.class_names, synth_val.category_ids)
+    run_dir = tmp_path_factory.mktemp("pose_run")
+    model.save(run_dir / "model.keras")
+    spec.to_json(run_dir / "spec.json")
+    return run_dir, model, spec
+
+
+def test_cli_on_pose_model_prints_keypoint_ap(tiny_pose_run, synth_data, synth_val, capsys):
+    run_dir, model, spec = tiny_pose_run
+    out = run_dir / "pose_stats.json"
+    assert main(["--model", str(run_dir / "model.keras"), "--data", str(synth_data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "COCO keypoints:" in printed and " poses" in printed
+    for name in KEYPOINT_STAT_NAMES:
+        assert f"\n  {name} " in printed
+    saved = json.loads(out.read_text())
+    expected = evaluate_runner(KerasRunner(model), spec, synth_val)
+    assert saved["keypoints"] == pytest.approx(dict(expected.stats), abs=1e-9) and "bbox" not in saved
+    assert saved["num_detections"] == expected.num_detections > 0 and saved["num_images"] == len(synth_val)
+
+
+def test_cli_on_pose_tflite(tiny_pose_run, synth_data, synth_val, capsys):
+    from export.convert import export_model
+
+    run_dir, model, spec = tiny_pose_run
+    exported = export_model(model, spec, QuantMode.FP32, run_dir / "exports", "pose_fp32")
+    assert ModelSpec.from_json(exported.spec_path).paf == spec.paf
+    out = run_dir / "pose_tflite_stats.json"
+    assert main(["--model", str(exported.tflite_path), "--data", str(synth_data), "--out", str(out)]) == 0
+    assert "COCO keypoints:" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    expected = evaluate_runner(KerasRunner(model), spec, synth_val)  # fp32: the same poses as Keras
+    assert saved["keypoints"] == pytest.approx(dict(expected.stats), abs=1e-6)
+    assert saved["num_detections"] == expected.num_detections and saved["spec"] == str(exported.spec_path)
+
+
+def test_pose_evaluation_errors(synth_val, tiny_dataset, tmp_path):
+    spec = pose_spec(TINY_POSE_SIZE, TINY_POSE_MAP, synth_val.class_names, synth_val.category_ids)
+    moved = dataclasses.replace(synth_val, instances_json=str(tmp_path / "instances_val.json"))
+    with pytest.raises(ValueError, match="pose evaluation needs .*person_keypoints_val.json"):
+        evaluate_runner(OraclePoseRunner(synth_val, spec), spec, moved)
+    with pytest.raises(ValueError, match="expected a file named instances_SPLIT.json"):
+        evaluate_runner(OraclePoseRunner(tiny_dataset, spec), spec, tiny_dataset)
+    circle_is_person = dataclasses.replace(spec, class_names=("circle", "person"), category_ids=(1, 2))
+    with pytest.raises(ValueError, match="person category id 2 is not the 'person' category"):
+        evaluate_runner(OraclePoseRunner(synth_val, spec), circle_is_person, synth_val)

@@ -53,6 +53,34 @@ SKELETON: tuple[tuple[int, int], ...] = (
     (4, 6),  # right_ear - right_shoulder
 )
 
+# Limbs of the Part Affinity Field graph (OpenPose), 0-based (a, b) pairs; the PAF of limb l points
+# from keypoint a to keypoint b and occupies PAF channels (2l, 2l + 1) = (x, y). The first
+# NUM_TREE_LIMBS form a spanning tree of all 17 keypoints grown from the shoulders (torso, arms,
+# legs, head), in the order a greedy parser assembles people; the last two are redundant
+# connections (hip-hip, right shoulder-nose) that rejoin a person when a tree joint is missing.
+PAF_LIMBS: tuple[tuple[int, int], ...] = (
+    (5, 6),  # left_shoulder - right_shoulder
+    (5, 7),  # left_shoulder - left_elbow
+    (7, 9),  # left_elbow - left_wrist
+    (6, 8),  # right_shoulder - right_elbow
+    (8, 10),  # right_elbow - right_wrist
+    (5, 11),  # left_shoulder - left_hip
+    (11, 13),  # left_hip - left_knee
+    (13, 15),  # left_knee - left_ankle
+    (6, 12),  # right_shoulder - right_hip
+    (12, 14),  # right_hip - right_knee
+    (14, 16),  # right_knee - right_ankle
+    (5, 0),  # left_shoulder - nose
+    (0, 1),  # nose - left_eye
+    (0, 2),  # nose - right_eye
+    (1, 3),  # left_eye - left_ear
+    (2, 4),  # right_eye - right_ear
+    (11, 12),  # left_hip - right_hip (redundant)
+    (6, 0),  # right_shoulder - nose (redundant)
+)
+NUM_PAF_LIMBS = len(PAF_LIMBS)
+NUM_TREE_LIMBS = NUM_KEYPOINTS - 1
+
 # FLIP_PERMUTATION[k] is the keypoint that keypoint k becomes after a horizontal flip:
 # flipped[..., k, :] = original[..., FLIP_PERMUTATION[k], :] (with x -> W - x).
 FLIP_PERMUTATION: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)

@@ -16,4 +16,8 @@ Modules:
         ``tf.image.non_max_suppression``).
     anchors: SSD default boxes (Liu et al. 2016) and the SSD300 / SSD512
         paper configurations.
+    ssd: SSD decoding (deltas + logits -> Detections).
+    paf: OpenPose Part Affinity Field parsing (heatmaps + PAFs -> Poses);
+        paf_assembly holds its matching and assembly steps, paf_benchmark
+        its speed benchmark (``python -m tfsp.postprocess.paf_benchmark``).
 """

@@ -1,0 +1,83 @@
+"""Tests for tfsp.models.openpose."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from tfsp.models import openpose
+from tfsp.postprocess.paf import HEATMAPS, PAFS
+
+TINY_CONFIG = openpose.OpenPoseConfig(input_size=64, alpha=0.35, channels=8, initial_blocks=1,
+                                      num_refinement_stages=1, refinement_blocks=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    return openpose.build_openpose(TINY_CONFIG)
+
+
+def _images(batch, size, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+
+
+def test_synth_config_outputs_every_stage_at_stride_8():
+    config = openpose.OPENPOSE_SYNTH_CONFIG
+    model = openpose.build_openpose(config)
+    assert config.map_size == 24 and config.num_stages == 3
+    expected = {"stage0_heatmaps", "stage0_pafs", "stage1_heatmaps", "stage1_pafs", HEATMAPS, PAFS}
+    assert set(model.output) == expected
+    for name, tensor in model.output.items():
+        channels = openpose.NUM_HEATMAP_CHANNELS if name.endswith(HEATMAPS) else openpose.NUM_PAF_CHANNELS
+        assert tuple(tensor.shape) == (None, 24, 24, channels)
+    assert (openpose.NUM_HEATMAP_CHANNELS, openpose.NUM_PAF_CHANNELS) == (18, 36)
+
+
+def test_stage_names_put_plain_names_on_the_last_stage():
+    assert openpose.stage_output_names(2, 3) == (HEATMAPS, PAFS)
+    assert openpose.stage_output_names(0, 3) == ("stage0_heatmaps", "stage0_pafs")
+
+
+def test_deploy_model_keeps_the_last_stage_with_shared_weights(tiny_model):
+    deployed = openpose.deploy_openpose(tiny_model)
+    assert set(deployed.output) == {HEATMAPS, PAFS}
+    images = _images(2, 64)
+    full, last = tiny_model(images, training=False), deployed(images, training=False)
+    for name in (HEATMAPS, PAFS):
+        np.testing.assert_array_equal(full[name].numpy(), last[name].numpy())
+    assert openpose.deploy_openpose(deployed).output.keys() == deployed.output.keys()  # idempotent
+
+
+def test_refinement_stages_read_the_previous_stage(tiny_model):
+    concat = tiny_model.get_layer("stage1_concat")
+    producers = {tensor._keras_history.operation.name for tensor in concat.input}
+    assert {"stage0_heatmaps", "stage0_pafs"} < producers
+
+
+def test_deploy_model_saves_and_converts_to_builtin_tflite(tiny_model, tmp_path):
+    deployed = openpose.deploy_openpose(tiny_model)
+    deployed.save(tmp_path / "pose.keras")
+    loaded = keras.models.load_model(tmp_path / "pose.keras", compile=False)
+    image = _images(1, 64, seed=1)
+    expected = deployed(image, training=False)
+    np.testing.assert_array_equal(loaded(image, training=False)[PAFS].numpy(), expected[PAFS].numpy())
+    loaded.export(str(tmp_path / "saved_model"), format="tf_saved_model", verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # fails on Flex ops
+    got = Interpreter(model_content=converter.convert()).get_signature_runner()(image=image)
+    assert set(got) == {HEATMAPS, PAFS}
+    for name in got:
+        np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        dataclasses.replace(TINY_CONFIG, input_size=72)
+    with pytest.raises(ValueError, match="channels"):
+        dataclasses.replace(TINY_CONFIG, channels=0)
+    with pytest.raises(ValueError, match="num_refinement_stages"):
+        dataclasses.replace(TINY_CONFIG, num_refinement_stages=-1)

@@ -1,0 +1,117 @@
+"""What COCO evaluation does per task: pipeline, ground-truth file, matching and stat names.
+
+`training.evaluate.evaluate_runner` looks the model's task up in `TASK_EVALUATIONS`:
+detection runs `tfsp.runtime.detection.DetectionPipeline` and is matched by box IoU
+against the instances JSON; pose runs `tfsp.runtime.pose.PosePipeline` and is matched
+by OKS against the person-keypoints JSON beside it (COCO layout:
+`annotations/instances_{split}.json` and `annotations/person_keypoints_{split}.json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tfsp.data.coco import CocoDataset, ImageRecord
+from tfsp.eval import IouType
+from tfsp.runtime.detection import DetectionPipeline, detect_coco
+from tfsp.runtime.pose import PERSON_CLASS_NAME, PosePipeline, person_category_id, pose_coco
+from tfsp.runtime.runner import Runner
+from tfsp.runtime.timing import StageTimings
+from tfsp.spec import ModelSpec, Task
+
+INSTANCES_PREFIX = "instances_"
+KEYPOINTS_PREFIX = "person_keypoints_"
+"""COCO file names: instances_{split}.json and person_keypoints_{split}.json side by side."""
+
+STAT_DESCRIPTIONS: dict[IouType, dict[str, str]] = {
+    IouType.BBOX: {
+        "AP": "IoU 0.50:0.95, all areas",
+        "AP50": "IoU 0.50",
+        "AP75": "IoU 0.75",
+        "APs": "small objects (< 32^2 px)",
+        "APm": "medium objects",
+        "APl": "large objects (> 96^2 px)",
+        "AR1": "1 detection per image",
+        "AR10": "10 detections per image",
+        "AR100": "100 detections per image",
+        "ARs": "small objects",
+        "ARm": "medium objects",
+        "ARl": "large objects",
+    },
+    IouType.KEYPOINTS: {
+        "AP": "OKS 0.50:0.95, all areas",
+        "AP50": "OKS 0.50",
+        "AP75": "OKS 0.75",
+        "APm": "medium people (32^2 to 96^2 px)",
+        "APl": "large people (> 96^2 px)",
+        "AR": "OKS 0.50:0.95, 20 poses per image",
+        "AR50": "OKS 0.50",
+        "AR75": "OKS 0.75",
+        "ARm": "medium people",
+        "ARl": "large people",
+    },
+}
+"""One line per COCOeval statistic, by matching type (`tfsp.eval.stat_names`)."""
+
+Predict = Callable[[Runner, ModelSpec, Sequence[ImageRecord]], tuple[list[dict], StageTimings]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEvaluation:
+    """How one task is evaluated.
+
+    Attributes:
+        iou_type: what COCOeval matches.
+        ground_truth: `(spec, dataset) -> annotations JSON path`; raises `ValueError`
+            when the spec and the data set do not fit together.
+        predict: `(runner, spec, records) -> (COCO results, mean timings)`.
+        noun: what the results are called in reports ("detections", "poses").
+    """
+
+    iou_type: IouType
+    ground_truth: Callable[[ModelSpec, CocoDataset], str]
+    predict: Predict
+    noun: str
+
+
+def _detection_ground_truth(spec: ModelSpec, dataset: CocoDataset) -> str:
+    if tuple(spec.category_ids) != tuple(dataset.category_ids):
+        raise ValueError(f"model category ids {spec.category_ids} != {dataset.instances_json} "
+                         f"category ids {dataset.category_ids}")
+    return dataset.instances_json
+
+
+def keypoints_json(dataset: CocoDataset) -> Path:
+    """The person-keypoints JSON beside the split's instances JSON.
+
+    Raises:
+        ValueError: the instances file is not named `instances_*.json`, or the keypoints file is missing.
+    """
+    instances = Path(dataset.instances_json)
+    if not instances.name.startswith(INSTANCES_PREFIX):
+        raise ValueError(f"cannot find the person keypoints of {instances}: expected a file named "
+                         f"{INSTANCES_PREFIX}SPLIT.json")
+    path = instances.with_name(KEYPOINTS_PREFIX + instances.name[len(INSTANCES_PREFIX):])
+    if not path.is_file():
+        raise ValueError(f"pose evaluation needs {path} (person keypoints of the split)")
+    return path
+
+
+def _pose_ground_truth(spec: ModelSpec, dataset: CocoDataset) -> str:
+    category = person_category_id(spec)
+    if dict(zip(dataset.category_ids, dataset.class_names)).get(category) != PERSON_CLASS_NAME:
+        raise ValueError(f"model person category id {category} is not the {PERSON_CLASS_NAME!r} category of "
+                         f"{dataset.instances_json} (categories {dict(zip(dataset.category_ids, dataset.class_names))})")
+    return str(keypoints_json(dataset))
+
+
+TASK_EVALUATIONS: dict[Task, TaskEvaluation] = {
+    Task.DETECTION: TaskEvaluation(IouType.BBOX, _detection_ground_truth,
+                                   lambda runner, spec, records: detect_coco(DetectionPipeline(runner, spec), records),
+                                   "detections"),
+    Task.POSE: TaskEvaluation(IouType.KEYPOINTS, _pose_ground_truth,
+                              lambda runner, spec, records: pose_coco(PosePipeline(runner, spec), records), "poses"),
+}
+"""The tasks `training.evaluate` can evaluate."""
