@@ -1,4 +1,4 @@
-"""Tests for tfsp.losses (SSD losses)."""
+"""Tests for tfsp.losses (SSD losses, OpenPose masked L2)."""
 
 import math
 
@@ -143,3 +143,38 @@ def test_fit_decreases_loss_and_compiled_model_reloads(tmp_path):
     expected = model.evaluate(x, y, verbose=0)
     np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), expected, rtol=1e-5)
     assert isinstance(loaded.loss["class_logits"], losses.SsdClassificationLoss), loaded.loss
+
+
+def _pose_case():
+    """One image, 2 x 2 cells, 2 target channels (the second one the background) + the mask."""
+    targets_ = np.zeros((1, 2, 2, 2), np.float32)
+    targets_[0, 0, 0] = (1.0, 0.0)  # a peak: foreground 1
+    targets_[0, 0, 1] = (0.5, 0.5)  # foreground 0.5
+    targets_[0, 1, :, 1] = 1.0  # background row
+    mask = np.array([[[[1.0], [1.0]], [[1.0], [0.0]]]], np.float32)  # cell (1, 1) ignored
+    predictions = np.full((1, 2, 2, 2), 0.5, np.float32)
+    return np.concatenate([targets_, mask], axis=-1), predictions
+
+
+def test_masked_l2_golden_values():
+    y_true, y_pred = _pose_case()
+    # squared errors per cell (summed over channels): (0,0) 0.25+0.25, (0,1) 0, (1,0) 0.25+0.25, (1,1) masked
+    plain = losses.MaskedL2Loss()(y_true, y_pred).numpy()
+    np.testing.assert_allclose(plain, (0.5 + 0.0 + 0.5) / 4, rtol=1e-6)
+    # foreground (1 - background target): (0,0) 1, (0,1) 0.5, (1,0) 0 -> weights 1 + 4 f
+    weighted = losses.MaskedL2Loss(4.0, background_last=True)(y_true, y_pred).numpy()
+    np.testing.assert_allclose(weighted, (5 * 0.5 + 3 * 0.0 + 1 * 0.5) / 4, rtol=1e-6)
+    # PAF-style foreground (largest |target|): (0,0) 1, (0,1) 0.5, (1,0) 1
+    paf_style = losses.MaskedL2Loss(4.0)(y_true, y_pred).numpy()
+    np.testing.assert_allclose(paf_style, (5 * 0.5 + 0.0 + 5 * 0.5) / 4, rtol=1e-6)
+
+
+def test_masked_l2_ignores_masked_cells_and_round_trips():
+    y_true, y_pred = _pose_case()
+    moved = y_pred.copy()
+    moved[0, 1, 1] = 100.0  # only the masked cell changes
+    loss = losses.MaskedL2Loss(2.0, background_last=True)
+    np.testing.assert_array_equal(loss(y_true, y_pred).numpy(), loss(y_true, moved).numpy())
+    restored = losses.MaskedL2Loss.from_config(loss.get_config())
+    assert (restored.foreground_weight, restored.background_last) == (2.0, True)
+    assert keras.losses.deserialize(keras.losses.serialize(loss)).foreground_weight == 2.0

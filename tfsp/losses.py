@@ -177,15 +177,33 @@ class MaskedL2Loss(keras.losses.Loss):
 
     ``y_true`` carries the loss mask as its last channel (``tfsp.data.pose_targets.pose_fit_targets``):
     (B, F, F, C + 1) = targets (C channels) + mask in {0, 1} (0 on crowd regions and unannotated
-    people). ``y_pred`` is (B, F, F, C). Per image the loss is ``sum(mask * (pred - target)^2)``
-    over cells and channels divided by the number of cells F * F; Keras then averages over the batch.
+    people). ``y_pred`` is (B, F, F, C). Each cell's squared error, summed over channels, is weighted
+    by ``mask * (1 + foreground_weight * f)`` with f in [0, 1] the cell's foreground: for confidence
+    maps (``background_last``) one minus the background target (the largest keypoint target), for
+    PAFs the largest absolute target. Per image the weighted sum over cells is divided by the number
+    of cells F * F; Keras then averages over the batch. With ``foreground_weight`` 0 this is the
+    paper's loss; a positive weight counters the sparse targets (a few peak cells among F * F), which
+    otherwise keep predictions near zero for most of a short schedule.
     """
 
-    def __init__(self, name: str = "masked_l2", **kwargs):
+    def __init__(self, foreground_weight: float = 0.0, background_last: bool = False,
+                 name: str = "masked_l2", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.foreground_weight = foreground_weight
+        self.background_last = background_last
 
     def call(self, y_true, y_pred):
         targets, mask = y_true[..., :-1], y_true[..., -1:]
-        squared = mask * tf.square(tf.cast(y_pred, tf.float32) - targets)
+        if self.background_last:
+            foreground = 1.0 - targets[..., -1:]
+        else:
+            foreground = tf.reduce_max(tf.abs(targets), axis=-1, keepdims=True)
+        weight = mask * (1.0 + self.foreground_weight * foreground)
+        squared = weight * tf.square(tf.cast(y_pred, tf.float32) - targets)
         cells = tf.cast(tf.shape(y_pred)[1] * tf.shape(y_pred)[2], tf.float32)
         return tf.reduce_sum(squared, axis=[1, 2, 3]) / cells
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"foreground_weight": self.foreground_weight, "background_last": self.background_last})
+        return config

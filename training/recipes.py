@@ -106,7 +106,8 @@ def _pose_fit_targets(config: TrainConfig) -> Callable[[Example], tuple[Any, dic
 def _pose_losses(config: TrainConfig) -> dict[str, keras.losses.Loss]:
     num_stages = config.openpose.num_stages
     names = [name for stage in range(num_stages) for name in stage_output_names(stage, num_stages)]
-    return {name: MaskedL2Loss() for name in names}
+    weight = config.openpose.foreground_loss_weight
+    return {name: MaskedL2Loss(weight, background_last=name.endswith(HEATMAPS)) for name in names}
 
 
 def _pose_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:

@@ -108,7 +108,7 @@ def test_golden_shoulders():
     np.testing.assert_allclose(heatmaps[1, 1, 5:7], np.exp(-64 / 72), rtol=1e-6)  # 8 px from both
     assert not heatmaps[..., [k for k in range(NUM_KEYPOINTS) if k not in (5, 6)]].any()
     expected_x = np.zeros((4, 4), np.float32)
-    expected_x[:3, :3] = 1.0  # along in [0, 16] px and across <= 8 px, borders included
+    expected_x[:3, :] = 1.0  # along in [-8, 16 + 8] px (band extended past the joints), across <= 8 px, borders included
     np.testing.assert_array_equal(pafs[..., 0], expected_x)
     assert not pafs[..., 1:].any()  # y of limb 0 and every other limb are 0
     np.testing.assert_array_equal(mask, 1.0)

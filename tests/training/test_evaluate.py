@@ -227,6 +227,37 @@ def test_cli_on_pose_tflite(tiny_pose_run, synth_data, synth_val, capsys):
     assert saved["num_detections"] == expected.num_detections and saved["spec"] == str(exported.spec_path)
 
 
+PARITY_MAX_PX = 0.5  # the issue's bound: Keras and TFLite fp32 keypoints after the shared parser
+
+
+def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_val):
+    """Every val image: the same people, every keypoint within 0.5 px, after the shared parser.
+
+    (int8 is checked on a trained model by its AP, see the README: on this untrained graph's random
+    fields near-ties decide the parse, so a per-keypoint int8 comparison would test noise.)
+    """
+    from export.convert import export_model
+    from tfsp.runtime.pose import PosePipeline
+    from tfsp.runtime.preprocess import read_image_rgb
+    from tfsp.runtime.tflite_runner import TFLiteRunner
+
+    run_dir, model, spec = tiny_pose_run
+    exported = export_model(model, spec, QuantMode.FP32, run_dir / "parity", "pose_fp32")
+    keras_pipeline = PosePipeline(KerasRunner(model), spec)
+    tflite_pipeline = PosePipeline(TFLiteRunner(exported.tflite_path), ModelSpec.from_json(exported.spec_path))
+    people = 0
+    for record in synth_val.records:
+        image = read_image_rgb(record.path)
+        expected, got = keras_pipeline(image), tflite_pipeline(image)
+        people += len(expected)
+        assert len(got) == len(expected), record.path
+        found = expected.keypoints[..., 2] > 0
+        np.testing.assert_array_equal(got.keypoints[..., 2] > 0, found)
+        assert np.abs(got.keypoints[..., :2] - expected.keypoints[..., :2])[found].max(initial=0.0) <= PARITY_MAX_PX
+        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
+    assert people > 0
+
+
 def test_pose_evaluation_errors(synth_val, tiny_dataset, tmp_path):
     spec = pose_spec(TINY_POSE_SIZE, TINY_POSE_MAP, synth_val.class_names, synth_val.category_ids)
     moved = dataclasses.replace(synth_val, instances_json=str(tmp_path / "instances_val.json"))

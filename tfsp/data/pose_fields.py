@@ -71,8 +71,10 @@ def render_pafs(
     """Part Affinity Fields, averaged where people overlap.
 
     A cell centre c lies on limb (a, b) of a person when both keypoints are present, the limb is
-    at least ``MIN_LIMB_LENGTH_PX`` long, ``0 <= (c - p_a) . u <= |p_b - p_a|`` and
-    ``|(c - p_a) x u| <= limb_width_px`` with ``u = (p_b - p_a) / |p_b - p_a|``.
+    at least ``MIN_LIMB_LENGTH_PX`` long, ``-w <= (c - p_a) . u <= |p_b - p_a| + w`` and
+    ``|(c - p_a) x u| <= w`` with ``u = (p_b - p_a) / |p_b - p_a|`` and ``w = limb_width_px``: a
+    band around the segment, extended by ``w`` past both joints (as OpenPose's rectangle around
+    the limb) so that limbs shorter than a cell, such as the face's, still cover cells.
 
     Args:
         keypoints: (M, 17, 3) float ``[x, y, v]`` in input pixels.
@@ -99,7 +101,7 @@ def render_pafs(
             ux, uy = (xb - xa) / length, (yb - ya) / length
             along = (xs - xa) * ux + (ys - ya) * uy
             across = np.abs((xs - xa) * uy - (ys - ya) * ux)
-            on_limb = (along >= 0) & (along <= length) & (across <= limb_width_px)
+            on_limb = (along >= -limb_width_px) & (along <= length + limb_width_px) & (across <= limb_width_px)
             total[on_limb] += np.array([ux, uy], np.float32)
             count[on_limb] += 1.0
         fields[:, :, 2 * index : 2 * index + 2] = total / np.maximum(count, 1.0)[:, :, None]
