@@ -38,7 +38,8 @@ RELU_MAX = 6.0
 BN_EPSILON = 1e-3
 REFINEMENT_DILATION = 2
 SYNTH_TARGET_SIGMA_PX = 10.0  # 1.25 cells: peaks learn ~4x faster than with 6 px in a short schedule (measured)
-SYNTH_FOREGROUND_LOSS_WEIGHT = 5.0  # ~2.3x higher peaks after 200 steps than the plain L2 (measured)
+# Val keypoint AP with sigma 10: 0.20 (weight 5, 20 epochs), 0.22 (15, 18), 0.26 (30, 18); plain L2: 0.001 (14).
+SYNTH_FOREGROUND_LOSS_WEIGHT = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
