@@ -16,6 +16,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo [TASK=$(TASK)]   set up .venv, generate the synthetic data set, run the main job"
+	@echo "                          (TASK: ssd, pose, dense, attributes)"
 	@echo "make test                 set up .venv, run the test suite"
 
 venv: $(STAMP)

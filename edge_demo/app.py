@@ -2,10 +2,11 @@
 
     python -m edge_demo --model exports/ssd_int8.tflite --source IMAGE|DIR|VIDEO|CAMERA_INDEX
         [--spec PATH] [--out DIR] [--threads N] [--score 0.4] [--max-frames N] [--show]
+    python -m edge_demo --model exports/attributes_int8.tflite --detector exports/ssd_int8.tflite --source ...
 
 Needs only ``requirements-edge.txt`` (numpy, OpenCV, LiteRT). The ``ModelSpec`` JSON
 beside the model says which task it solves; ``TASKS`` maps the task to its pipeline and
-its drawing function, so new tasks plug in with one entry. Every frame's per-stage
+its drawing function (``edge_demo.tasks``), so new tasks plug in with one entry. Every frame's per-stage
 milliseconds are printed, then a mean/median summary.
 """
 
@@ -16,7 +17,7 @@ import contextlib
 import dataclasses
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,13 @@ import cv2
 import numpy as np
 
 from edge_demo.sources import AnnotatedWriter, FrameReader, SourceError, parse_source
+from edge_demo.tasks import TASKS, EdgeDemoError, TaskHandlers, TimedPipeline, detector_pipeline
 from tfsp.cli import SuggestingParser, positive_int, probability
-from tfsp.runtime.detection import DetectionPipeline
-from tfsp.runtime.pose import PosePipeline
-from tfsp.runtime.runner import Runner, TFLITE_SUFFIX
+from tfsp.runtime.runner import TFLITE_SUFFIX
 from tfsp.runtime.tflite_runner import TFLiteRunner
 from tfsp.runtime.timing import MS_PER_S, StageTimings
 from tfsp.spec import ModelSpec, SpecError, Task
-from tfsp.structures import Detections, Poses
-from tfsp.viz import draw_detections, draw_poses, draw_timing
+from tfsp.viz import draw_timing
 
 DEFAULT_OUT_DIR = Path("outputs/edge_demo")
 DEFAULT_SCORE_THRESHOLD = 0.4
@@ -47,61 +46,6 @@ QUIT_KEYS = (ord("q"), 27)  # q, Esc
 WINDOW_NAME = "edge_demo"
 DESCRIPTION = "Run an exported .tflite model on an image, an image directory, a video or a camera."
 EXIT_OK, EXIT_ERROR = 0, 1
-
-TimedPipeline = Callable[[np.ndarray], tuple[Any, StageTimings]]
-"""(H, W, 3) uint8 RGB image -> (task structure in original pixels, per-stage timings)."""
-
-
-class EdgeDemoError(RuntimeError):
-    """A model, spec or source the demo cannot use; the message says what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskHandlers:
-    """How the demo runs and draws one task.
-
-    Attributes:
-        make_pipeline: ``(runner, spec, score_threshold or None) -> TimedPipeline``.
-        draw: ``(image_rgb, result, spec) -> annotated image`` (pure, new array).
-        describe: ``result -> short text`` for the per-frame line (e.g. ``"3 detections"``).
-    """
-
-    make_pipeline: Callable[[Runner, ModelSpec, float | None], TimedPipeline]
-    draw: Callable[[np.ndarray, Any, ModelSpec], np.ndarray]
-    describe: Callable[[Any], str]
-
-
-def _detection_pipeline(runner: Runner, spec: ModelSpec, score_threshold: float | None) -> TimedPipeline:
-    if score_threshold is not None:
-        spec = dataclasses.replace(
-            spec, postprocess=dataclasses.replace(spec.postprocess, score_threshold=score_threshold))
-    return DetectionPipeline(runner, spec).detect_timed
-
-
-def _draw_detections(image_rgb: np.ndarray, detections: Detections, spec: ModelSpec) -> np.ndarray:
-    return draw_detections(image_rgb, detections, spec.class_names)
-
-
-def _pose_pipeline(runner: Runner, spec: ModelSpec, score_threshold: float | None) -> TimedPipeline:
-    """Pose pipeline keeping the people whose person score is strictly above ``score_threshold``."""
-    detect_timed = PosePipeline(runner, spec).detect_timed
-    if score_threshold is None:
-        return detect_timed
-
-    def detect_confident(image_rgb: np.ndarray) -> tuple[Poses, StageTimings]:
-        poses, timings = detect_timed(image_rgb)
-        return poses[poses.scores > np.float32(score_threshold)], timings
-
-    return detect_confident
-
-
-TASKS: dict[Task, TaskHandlers] = {
-    Task.DETECTION: TaskHandlers(_detection_pipeline, _draw_detections, lambda d: f"{len(d)} detections"),
-    Task.POSE: TaskHandlers(_pose_pipeline, lambda image, poses, spec: draw_poses(image, poses),
-                            lambda p: f"{len(p)} people"),
-}
-"""The tasks the demo runs; masks and dense maps add an entry here."""
-
 
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
@@ -120,21 +64,8 @@ class LoadedModel:
     pipeline: TimedPipeline
 
 
-def load_model(model: Path, spec_path: Path | None = None, threads: int | None = None,
-               score_threshold: float | None = None) -> LoadedModel:
-    """Opens a ``.tflite`` model and its spec and builds the task's pipeline.
-
-    Args:
-        model: the ``.tflite`` file.
-        spec_path: its ``ModelSpec`` JSON (default: ``model`` with suffix ``.json``).
-        threads: LiteRT CPU threads (None: LiteRT's default).
-        score_threshold: detection: override of the spec's score threshold; pose: keep people
-            whose person score is above it (None: the spec's own settings).
-
-    Raises:
-        EdgeDemoError: missing or wrong model file, missing or invalid spec, unsupported
-            task, or a spec that does not match the graph.
-    """
+def _open(model: Path, spec_path: Path | None, threads: int | None) -> tuple[TFLiteRunner, ModelSpec, Path]:
+    """Checks the files and opens the runner and spec (errors say what to do)."""
     model = Path(model)
     if not model.is_file():
         raise EdgeDemoError(f"model not found: {model}")
@@ -147,16 +78,45 @@ def load_model(model: Path, spec_path: Path | None = None, threads: int | None =
                             f"`python -m export --run RUN_DIR --quant int8 --out {model.parent}` writes the "
                             ".tflite and its .json together")
     try:
-        spec = ModelSpec.from_json(spec_path)
-        handlers = TASKS.get(spec.task)
-        if handlers is None:
-            raise EdgeDemoError(f"{spec_path}: the edge demo has no pipeline for task {spec.task.name}; "
-                                f"supported: {', '.join(task.name for task in TASKS)}")
-        runner = TFLiteRunner(model, num_threads=threads)
-        pipeline = handlers.make_pipeline(runner, spec, score_threshold)
+        return TFLiteRunner(model, num_threads=threads), ModelSpec.from_json(spec_path), spec_path
     except (SpecError, ValueError) as error:
         raise EdgeDemoError(f"cannot use {model} with {spec_path}: {error}") from None
-    return LoadedModel(model, spec, handlers, pipeline)
+
+
+def load_model(model: Path, spec_path: Path | None = None, threads: int | None = None,
+               score_threshold: float | None = None, detector: Path | None = None) -> LoadedModel:
+    """Opens a ``.tflite`` model and its spec and builds the task's pipeline.
+
+    Args:
+        model: the ``.tflite`` file.
+        spec_path: its ``ModelSpec`` JSON (default: ``model`` with suffix ``.json``).
+        threads: LiteRT CPU threads (None: LiteRT's default).
+        score_threshold: detection (also the detector of an attribute model): override of the
+            spec's score threshold; pose: keep people whose person score is above it (None: the
+            spec's own settings).
+        detector: a detection ``.tflite`` (spec beside it) whose boxes an attribute model classifies.
+
+    Raises:
+        EdgeDemoError: missing or wrong model file, missing or invalid spec, unsupported
+            task, or a spec that does not match the graph.
+    """
+    runner, spec, spec_path = _open(model, spec_path, threads)
+    handlers = TASKS.get(spec.task)
+    if handlers is None:
+        raise EdgeDemoError(f"{spec_path}: the edge demo has no pipeline for task {spec.task.name}; "
+                            f"supported: {', '.join(task.name for task in TASKS)}")
+    boxes = None
+    if detector is not None:
+        detector_runner, detector_spec, detector_spec_path = _open(detector, None, threads)
+        if detector_spec.task is not Task.DETECTION:
+            raise EdgeDemoError(f"--detector {detector}: {detector_spec_path} is a {detector_spec.task.name} model, "
+                                "not a detector")
+        boxes = detector_pipeline(detector_runner, detector_spec, score_threshold)
+    try:
+        pipeline = handlers.make_pipeline(runner, spec, score_threshold, boxes)
+    except (SpecError, ValueError) as error:
+        raise EdgeDemoError(f"cannot use {model} with {spec_path}: {error}") from None
+    return LoadedModel(Path(model), spec, handlers, pipeline)
 
 
 def stage_values(timings: StageTimings) -> dict[str, float]:
@@ -275,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help=f"output directory (default {DEFAULT_OUT_DIR}, none with --show)")
     parser.add_argument("--threads", type=positive_int, metavar="N", help="LiteRT CPU threads (default: LiteRT's)")
+    parser.add_argument("--detector", type=Path, metavar="PATH",
+                        help="attribute models: detection .tflite whose boxes are classified")
     parser.add_argument("--score", type=probability, default=DEFAULT_SCORE_THRESHOLD,
                         help=f"display score threshold: boxes, or people by person score "
                              f"(default {DEFAULT_SCORE_THRESHOLD})")
@@ -293,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         show = False
     out_dir = args.out if args.out is not None or show else DEFAULT_OUT_DIR
     try:
-        model = load_model(args.model, args.spec, args.threads, args.score)
+        model = load_model(args.model, args.spec, args.threads, args.score, args.detector)
         print(f"model {model.path} ({model.spec.task.name}, {model.spec.quantization.name}, "
               f"input {model.spec.input_size} px), threads {args.threads or 'default'}, score > {args.score}")
         run(model, args.source, out_dir, show, args.max_frames)

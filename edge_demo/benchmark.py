@@ -158,6 +158,8 @@ def build_parser() -> SuggestingParser:
     parser.add_argument("--threads", type=positive_int, metavar="N", help="LiteRT CPU threads (default: LiteRT's)")
     parser.add_argument("--score", type=probability, default=DEFAULT_SCORE_THRESHOLD,
                         help=f"score threshold, as in the demo (default {DEFAULT_SCORE_THRESHOLD})")
+    parser.add_argument("--detector", type=Path, metavar="PATH",
+                        help="attribute models: detection .tflite run first (its time is included in every stage)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON here")
     return parser
 
@@ -166,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark CLI; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
-        models = [load_model(path, threads=args.threads, score_threshold=args.score) for path in args.models]
+        models = [load_model(path, threads=args.threads, score_threshold=args.score, detector=args.detector)
+                  for path in args.models]
         images, skipped = load_images(args.source, args.runs)
     except EdgeDemoError as error:
         print(f"edge_demo.benchmark: error: {error}", file=sys.stderr)
@@ -179,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     if args.json is not None:
         settings = {"source": args.source, "runs": args.runs, "warmup": warmup, "threads": args.threads,
-                    "score_threshold": args.score, "images": len(images)}
+                    "score_threshold": args.score, "images": len(images),
+                    "detector": None if args.detector is None else str(args.detector)}
         write_text_atomic(args.json, json.dumps(to_json(results, settings), indent=2) + "\n")
         print(f"wrote {args.json}")
     return EXIT_OK

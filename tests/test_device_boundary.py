@@ -34,7 +34,8 @@ def _device_modules() -> list[str]:
     names = ["tfsp", "tfsp.structures", "tfsp.spec", "tfsp.viz", "tfsp.cli", "tfsp.fileio", "tfsp.data.keypoints",
              "tfsp.runtime.preprocess", "tfsp.runtime.runner", "tfsp.runtime.tflite_runner",
              "tfsp.runtime.detection", "tfsp.runtime.pose", "tfsp.runtime.timing", "tfsp.data.pose_fields",
-             "tfsp.postprocess"]
+             "tfsp.runtime.dense", "tfsp.runtime.attributes", "tfsp.spec_builders", "tfsp.spec_json",
+             "tfsp.dense_metrics", "tfsp.postprocess", "tfsp.attribute_metrics"]
     names += [f"tfsp.postprocess.{m.name}" for m in pkgutil.iter_modules([str(REPO / "tfsp/postprocess")])]
     edge = REPO / "edge_demo"
     if edge.is_dir():
@@ -57,6 +58,9 @@ def test_blocker_really_blocks():
 def test_device_modules_import_without_tensorflow():
     modules = _device_modules()
     assert "tfsp.structures" in modules and "tfsp.postprocess.boxes" in modules
+    assert "tfsp.postprocess.dense" in modules and "tfsp.dense_metrics" in modules
+    assert "tfsp.postprocess.attributes" in modules and "tfsp.attribute_metrics" in modules
+    assert "tfsp.runtime.dense" in modules and "tfsp.runtime.attributes" in modules and "edge_demo.tasks" in modules
     result = _run(f"""
         import importlib, json
         for name in {modules!r}:

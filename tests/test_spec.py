@@ -11,7 +11,9 @@ from tfsp.postprocess.anchors import SSD300, num_anchors
 from tfsp.postprocess.paf import PafParserConfig
 from tfsp.postprocess.ssd import SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
-from tfsp.spec import DYNAMIC_DIM, ModelSpec, QuantMode, SpecError, Task, TensorInfo, detection_spec, pose_spec
+from tfsp.postprocess.attributes import AttributeCropConfig
+from tfsp.spec import DYNAMIC_DIM, AttributeHead, ModelSpec, QuantMode, SpecError, Task, TensorInfo
+from tfsp.spec_builders import attribute_spec, dense_spec, detection_spec, pose_spec
 
 CLASS_NAMES = ("person", "circle", "square", "triangle")
 CATEGORY_IDS = (1, 2, 3, 4)
@@ -151,3 +153,48 @@ def test_invalid_values_are_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SpecError, match="bad.json: not valid JSON"):
         ModelSpec.from_json(tmp_path / "bad.json")
+
+
+# --- dense and attribute specs ------------------------------------------------------------------
+
+ATTRIBUTE_NAMES = ("red", "blue", "filled", "small")
+
+
+def _attribute_spec(thresholds=(0.5, 0.4, 0.6, 0.3)) -> ModelSpec:
+    head = AttributeHead(ATTRIBUTE_NAMES, thresholds, 256, AttributeCropConfig(crop_size=48))
+    return attribute_spec(head, CLASS_NAMES, CATEGORY_IDS)
+
+
+def test_dense_spec_describes_the_float_graph_and_round_trips(tmp_path):
+    spec = dense_spec(128, 32, CLASS_NAMES, CATEGORY_IDS)
+    assert spec.task is Task.DENSE and spec.attributes is None and spec.paf is None
+    assert spec.output_names == ("semantic_logits", "depth")
+    assert [t.shape for t in spec.outputs] == [(DYNAMIC_DIM, 32, 32, 5), (DYNAMIC_DIM, 32, 32, 1)]
+    assert ModelSpec.from_json(spec.to_json(tmp_path / "dense.json")) == spec
+    with pytest.raises(SpecError, match="map_size"):
+        dense_spec(128, 256, CLASS_NAMES, CATEGORY_IDS)
+
+
+def test_attribute_spec_round_trips_names_thresholds_and_crop(tmp_path):
+    spec = _attribute_spec()
+    assert spec.task is Task.ATTRIBUTES and spec.input_size == 48
+    assert spec.inputs[0].shape == (DYNAMIC_DIM, 48, 48, 3)
+    assert [(t.name, t.shape) for t in spec.outputs] == [("attribute_logits", (DYNAMIC_DIM, 4))]
+    loaded = ModelSpec.from_json(spec.to_json(tmp_path / "attributes.json"))
+    assert loaded == spec and loaded.attributes.thresholds == (0.5, 0.4, 0.6, 0.3)
+    assert isinstance(loaded.attributes.crop, AttributeCropConfig)
+
+
+def test_attribute_head_is_required_for_attribute_specs_only(tmp_path):
+    data = _attribute_spec().to_dict()
+    data["attributes"] = None
+    path = tmp_path / "a.json"
+    write_atomic(path, json.dumps(data).encode())
+    with pytest.raises(SpecError, match=rf"{path}: .*attributes is required for Task.ATTRIBUTES"):
+        ModelSpec.from_json(path)
+    with pytest.raises(SpecError, match="attributes is required"):
+        dataclasses.replace(_float_spec(), attributes=_attribute_spec().attributes)
+    with pytest.raises(SpecError, match="one threshold per attribute"):
+        _attribute_spec(thresholds=(0.5,))
+    with pytest.raises(SpecError, match="crop_size"):
+        dataclasses.replace(_attribute_spec(), input_size=64)

@@ -19,18 +19,17 @@ import dataclasses
 import enum
 import json
 import os
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
-from tfsp import __version__
 from tfsp.data.keypoints import NUM_KEYPOINTS
 from tfsp.fileio import write_atomic
-from tfsp.postprocess.anchors import SsdAnchorConfig, num_anchors
-from tfsp.postprocess.paf import HEATMAPS, PAFS, PafParserConfig
-from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS, SsdPostprocessConfig
+from tfsp.postprocess.anchors import SsdAnchorConfig
+from tfsp.postprocess.attributes import AttributeCropConfig
+from tfsp.postprocess.paf import PafParserConfig
+from tfsp.postprocess.ssd import SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
+from tfsp.spec_json import SpecError, from_jsonable, to_jsonable
 
 INPUT_NAME = "image"
 """Name of the image input of every tfsp graph."""
@@ -46,10 +45,6 @@ NOT_QUANTIZED_SCALE = 0.0
 
 HEATMAP_CHANNELS = NUM_KEYPOINTS + 1
 """Channels of a pose graph's ``heatmaps``: one confidence map per COCO keypoint, then background."""
-
-
-class SpecError(ValueError):
-    """A spec file or dict that does not describe a valid ``ModelSpec``."""
 
 
 class Task(enum.Enum):
@@ -98,6 +93,30 @@ class TensorInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class AttributeHead:
+    """What an attribute graph needs besides its crops.
+
+    Attributes:
+        names: the A attribute names, in graph output order.
+        thresholds: (A,) per-attribute decision thresholds on the sigmoid score.
+        image_size: side S of the letterboxed image the crops are cut from (input pixels).
+        crop: how a box becomes a crop (``tfsp.postprocess.attributes.crop_boxes``).
+    """
+
+    names: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    image_size: int
+    crop: AttributeCropConfig
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.thresholds) or not self.names:
+            raise SpecError(f"AttributeHead needs one threshold per attribute name, got {len(self.names)} names "
+                            f"and {len(self.thresholds)} thresholds")
+        if self.image_size <= 0:
+            raise SpecError(f"AttributeHead.image_size must be positive, got {self.image_size}")
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """Everything besides the graph that preprocessing and postprocessing need.
 
@@ -115,6 +134,8 @@ class ModelSpec:
         quantization: storage mode of the graph.
         postprocess: SSD decoding thresholds (None for other tasks).
         paf: PAF parser settings; required for Task.POSE, None for every other task.
+        attributes: attribute names, thresholds and cropping; required for Task.ATTRIBUTES,
+            None for every other task (the graph input is then one crop, ``input_size`` its side).
     """
 
     task: Task
@@ -130,6 +151,7 @@ class ModelSpec:
     quantization: QuantMode
     postprocess: SsdPostprocessConfig | None
     paf: PafParserConfig | None
+    attributes: AttributeHead | None = None
 
     def __post_init__(self) -> None:
         if self.input_size <= 0:
@@ -144,6 +166,13 @@ class ModelSpec:
         if (self.task is Task.POSE) != (self.paf is not None):
             raise SpecError(f"ModelSpec.paf is required for Task.POSE and must be null for other tasks "
                             f"(task {self.task.name}, paf {'null' if self.paf is None else 'set'})")
+        if (self.task is Task.ATTRIBUTES) != (self.attributes is not None):
+            raise SpecError(f"ModelSpec.attributes is required for Task.ATTRIBUTES and must be null for other "
+                            f"tasks (task {self.task.name}, attributes "
+                            f"{'null' if self.attributes is None else 'set'})")
+        if self.attributes is not None and self.attributes.crop.crop_size != self.input_size:
+            raise SpecError(f"ModelSpec.input_size {self.input_size} of an attribute graph must equal "
+                            f"attributes.crop.crop_size {self.attributes.crop.crop_size}")
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -157,13 +186,13 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (enums by name, tuples as lists)."""
-        return _to_jsonable(self)
+        return to_jsonable(self)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> ModelSpec:
         """Inverse of ``to_dict``; errors name ``source`` and the field path."""
         try:
-            return _from_jsonable(cls, data, "")
+            return from_jsonable(cls, data, "")
         except (SpecError, TypeError, ValueError) as error:
             raise SpecError(f"{source}: {error}") from None
 
@@ -179,141 +208,3 @@ class ModelSpec:
         except json.JSONDecodeError as error:
             raise SpecError(f"{path}: not valid JSON: {error}") from None
         return cls.from_dict(data, source=str(path))
-
-
-def detection_spec(
-    input_size: int,
-    anchors: SsdAnchorConfig,
-    class_names: typing.Sequence[str],
-    category_ids: typing.Sequence[int],
-    resize_mode: ResizeMode = ResizeMode.LETTERBOX,
-    postprocess: SsdPostprocessConfig = SsdPostprocessConfig(),
-) -> ModelSpec:
-    """The spec of a float SSD Keras graph (what training writes as ``spec.json``).
-
-    Args:
-        input_size: model input side S in pixels.
-        anchors: the anchors the model was trained with (``SsdConfig.anchors``).
-        class_names: foreground class names by ``class_id``.
-        category_ids: COCO category id by ``class_id``.
-        resize_mode: preprocessing resize.
-        postprocess: decoding thresholds.
-
-    Returns:
-        A float32 ``ModelSpec`` with input ``image`` (-1, S, S, 3) and outputs
-        ``box_deltas`` (-1, A, 4) and ``class_logits`` (-1, A, C + 1).
-    """
-    count, num_logits = num_anchors(anchors), len(class_names) + 1
-    return ModelSpec(
-        task=Task.DETECTION, tfsp_version=__version__, input_size=input_size, resize_mode=resize_mode,
-        normalization=NORMALIZATION_IN_GRAPH, class_names=tuple(class_names),
-        category_ids=tuple(int(c) for c in category_ids), anchors=anchors,
-        inputs=(TensorInfo(INPUT_NAME, "float32", (DYNAMIC_DIM, input_size, input_size, 3)),),
-        outputs=(TensorInfo(BOX_DELTAS, "float32", (DYNAMIC_DIM, count, 4)),
-                 TensorInfo(CLASS_LOGITS, "float32", (DYNAMIC_DIM, count, num_logits))),
-        quantization=QuantMode.FP32, postprocess=postprocess, paf=None)
-
-
-def pose_spec(
-    input_size: int,
-    map_size: int,
-    class_names: typing.Sequence[str],
-    category_ids: typing.Sequence[int],
-    resize_mode: ResizeMode = ResizeMode.LETTERBOX,
-    parser: PafParserConfig = PafParserConfig(),
-) -> ModelSpec:
-    """The spec of a float bottom-up (OpenPose-style) Keras pose graph.
-
-    Args:
-        input_size: model input side S in pixels.
-        map_size: side F of the output maps (S / F input pixels per map cell).
-        class_names: foreground class names by ``class_id``; pose results use the
-            category id of the class named ``"person"`` (``tfsp.runtime.pose``).
-        category_ids: COCO category id by ``class_id``.
-        resize_mode: preprocessing resize.
-        parser: PAF parser settings (its ``limbs`` fix the PAF channel count).
-
-    Returns:
-        A float32 ``ModelSpec`` (task POSE, no anchors, no SSD postprocess) with input
-        ``image`` (-1, S, S, 3) and outputs ``heatmaps`` (-1, F, F, 18) and ``pafs``
-        (-1, F, F, 2L), L = ``len(parser.limbs)`` (36 channels for the COCO limbs).
-
-    Raises:
-        SpecError: ``map_size`` not in [1, S].
-    """
-    if not 0 < map_size <= input_size:
-        raise SpecError(f"pose_spec map_size must be in [1, input_size={input_size}], got {map_size}")
-    maps = (DYNAMIC_DIM, map_size, map_size)
-    return ModelSpec(
-        task=Task.POSE, tfsp_version=__version__, input_size=input_size, resize_mode=resize_mode,
-        normalization=NORMALIZATION_IN_GRAPH, class_names=tuple(class_names),
-        category_ids=tuple(int(c) for c in category_ids), anchors=None,
-        inputs=(TensorInfo(INPUT_NAME, "float32", (DYNAMIC_DIM, input_size, input_size, 3)),),
-        outputs=(TensorInfo(HEATMAPS, "float32", (*maps, HEATMAP_CHANNELS)),
-                 TensorInfo(PAFS, "float32", (*maps, 2 * len(parser.limbs)))),
-        quantization=QuantMode.FP32, postprocess=None, paf=parser)
-
-
-def _to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, (tuple, list)):
-        return [_to_jsonable(v) for v in value]
-    return value
-
-
-def _from_jsonable(cls: type, data: Any, where: str) -> Any:
-    """Builds dataclass ``cls`` from a JSON object; every field must be present."""
-    if not isinstance(data, dict):
-        raise SpecError(f"{where or 'top level'}: expected an object, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise SpecError(f"{_join(where, unknown[0])}: unknown field (known: {', '.join(names)})")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name in names:
-        if name not in data:
-            raise SpecError(f"{_join(where, name)}: missing field")
-        values[name] = _convert(hints[name], data[name], _join(where, name))
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as error:
-        raise SpecError(f"{where or cls.__name__}: {error}") from None
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    """Converts a JSON value to the annotated type (dataclass, Enum, tuple, scalar)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise SpecError(f"{where}: must not be null")
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, where)
-    if dataclasses.is_dataclass(hint):
-        return _from_jsonable(hint, value, where)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        if value not in hint.__members__:
-            raise SpecError(f"{where}: {value!r} is not one of {', '.join(hint.__members__)}")
-        return hint[value]
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise SpecError(f"{where}: expected a list, got {type(value).__name__}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise SpecError(f"{where}: expected {len(args)} entries, got {len(value)}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, str, bool) and type(value) is not hint:
-        raise SpecError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name

@@ -150,7 +150,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 
 class CocoEvalCallback(keras.callbacks.Callback):
-    """Runs a COCO evaluation every `every_epochs` epochs and at the last epoch.
+    """Runs the task's evaluation (COCO AP, mIoU, ...) every `every_epochs` epochs and at the last epoch.
 
     The stats are added to the epoch logs as "val_<stat>" (TensorBoard shows them
     under validation/epoch_<stat>) and printed on one line.
@@ -161,15 +161,15 @@ class CocoEvalCallback(keras.callbacks.Callback):
         evaluate_fn: Callable[[keras.Model], EvalResult],
         every_epochs: int,
         total_epochs: int,
-        printed_stats: tuple[str, ...] = ("AP", "AP50", "AP75"),
+        printed_stats: tuple[str, ...] | None = None,
     ):
         """Initialises the callback.
 
         Args:
-            evaluate_fn: Model -> `EvalResult` (named COCO stats, fractions in [0, 1]).
+            evaluate_fn: Model -> `EvalResult` (named stats).
             every_epochs: Evaluation period in epochs; 0 evaluates only at the last epoch.
             total_epochs: Last epoch of the fit (1-based).
-            printed_stats: Stats shown on the progress line.
+            printed_stats: Stats shown on the progress line (None: the result's headline stats).
         """
         super().__init__()
         self.evaluate_fn = evaluate_fn
@@ -192,8 +192,9 @@ class CocoEvalCallback(keras.callbacks.Callback):
         stats = result.stats
         for name, value in stats.items():
             logs[EVAL_LOG_PREFIX + name] = float(value)
-        shown = "  ".join(f"{name} {stats[name]:.4f}" for name in self.printed_stats if name in stats)
-        print(f"epoch {epoch + 1}: COCO {result.iou_type.value} {shown}  ({time.perf_counter() - start:.1f} s)", flush=True)
+        printed = self.printed_stats or result.headline
+        shown = "  ".join(f"{name} {stats[name]:.4f}" for name in printed if name in stats)
+        print(f"epoch {epoch + 1}: {result.metric} {shown}  ({time.perf_counter() - start:.1f} s)", flush=True)
 
 
 class TensorBoardScalars(keras.callbacks.Callback):

@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 from tfsp.fileio import write_text_atomic
+from tfsp.models.attributes import ATTRIBUTES_SYNTH_CONFIG, AttributeConfig
+from tfsp.models.dense import DENSE_SYNTH_CONFIG, DenseConfig
 from tfsp.models.openpose import OPENPOSE_SYNTH_CONFIG, OpenPoseConfig
 from tfsp.models.ssd import SSD_SYNTH_CONFIG, SsdConfig
 from tfsp.runtime.preprocess import ResizeMode
@@ -49,6 +51,8 @@ class ModelKind(enum.Enum):
 
     SSD = "ssd"
     OPENPOSE = "openpose"
+    DENSE = "dense"
+    ATTRIBUTES = "attributes"
 
 
 class OptimizerKind(enum.Enum):
@@ -58,7 +62,8 @@ class OptimizerKind(enum.Enum):
     ADAMW = "adamw"
 
 
-MODEL_SECTIONS: dict[ModelKind, str] = {ModelKind.SSD: "ssd", ModelKind.OPENPOSE: "openpose"}
+MODEL_SECTIONS: dict[ModelKind, str] = {ModelKind.SSD: "ssd", ModelKind.OPENPOSE: "openpose",
+                                         ModelKind.DENSE: "dense", ModelKind.ATTRIBUTES: "attributes"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +149,8 @@ class TrainConfig:
         model: Which model to train; selects the model section below.
         ssd: SSD architecture, anchors and class count (used when model is SSD).
         openpose: OpenPose architecture and target rendering (used when model is OPENPOSE).
+        dense: Segmentation + depth encoder-decoder (used when model is DENSE).
+        attributes: Attribute classifier and its crops (used when model is ATTRIBUTES).
         data: Data set and batching.
         optimizer: Optimizer settings.
         schedule: Training length and learning-rate schedule.
@@ -157,6 +164,8 @@ class TrainConfig:
     model: ModelKind = ModelKind.SSD
     ssd: SsdConfig = dataclasses.field(default_factory=lambda: SSD_SYNTH_CONFIG)
     openpose: OpenPoseConfig = dataclasses.field(default_factory=lambda: OPENPOSE_SYNTH_CONFIG)
+    dense: DenseConfig = dataclasses.field(default_factory=lambda: DENSE_SYNTH_CONFIG)
+    attributes: AttributeConfig = dataclasses.field(default_factory=lambda: ATTRIBUTES_SYNTH_CONFIG)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)

@@ -1,13 +1,16 @@
 """``python -m training.demo``: the main job behind ``make demo``, end to end on the embedded data.
 
-    python -m training.demo --task ssd|pose [--data data/synth] [--runs runs] [--exports exports] [--outputs outputs]
+    python -m training.demo --task ssd|pose|dense|attributes [--data data/synth] [--runs runs]
+        [--exports exports] [--outputs outputs]
 
 For each task: contact sheet of the data set -> train the task's config in ``training/configs`` (resumes
-an interrupted run, reuses a finished one) -> export fp32 and int8 TFLite -> COCO evaluation (bbox AP for
-``ssd``, keypoint AP for ``pose``) of the Keras model and both TFLite files through the device pipeline ->
-edge demo on val images -> interleaved fp32/int8 latency -> one summary table, also written as
-``OUTPUTS/TASK_summary.json``. Every step is the same CLI a user would run; the commands are printed as
-they run.
+an interrupted run, reuses a finished one) -> export fp32 and int8 TFLite -> evaluation (bbox AP for
+``ssd``, keypoint AP for ``pose``, mIoU and depth delta < 1.25 for ``dense``, attribute mAP for
+``attributes``) of the Keras model and both TFLite files through the device pipeline -> edge demo on val
+images -> interleaved fp32/int8 latency -> one summary table, also written as
+``OUTPUTS/TASK_summary.json``. The attribute model classifies the boxes of the SSD chain's int8 detector
+on the device, so ``attributes`` first runs (or reuses) the ``ssd`` chain. Every step is the same CLI a
+user would run; the commands are printed as they run.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class DemoTask(enum.Enum):
 
     SSD = "ssd"
     POSE = "pose"
+    DENSE = "dense"
+    ATTRIBUTES = "attributes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,18 +50,20 @@ class DemoChain:
         name: prefix of the run directory, exported files and outputs (``runs/NAME``, ``NAME_int8.tflite``).
         config: training config file name in ``training/configs``.
         title: what is trained, for the step titles.
-        stats_key: key of the evaluation JSON holding the COCO stats (``"bbox"`` or ``"keypoints"``).
+        detector: the chain whose int8 detector finds the boxes this model classifies on the device.
     """
 
     name: str
     config: str
     title: str
-    stats_key: str
+    detector: DemoTask | None = None
 
 
 CHAINS: dict[DemoTask, DemoChain] = {
-    DemoTask.SSD: DemoChain("ssd", "ssd_synth.yaml", "SSD", "bbox"),
-    DemoTask.POSE: DemoChain("pose", "openpose_synth.yaml", "OpenPose", "keypoints"),
+    DemoTask.SSD: DemoChain("ssd", "ssd_synth.yaml", "SSD"),
+    DemoTask.POSE: DemoChain("pose", "openpose_synth.yaml", "OpenPose"),
+    DemoTask.DENSE: DemoChain("dense", "dense_synth.yaml", "dense segmentation + depth"),
+    DemoTask.ATTRIBUTES: DemoChain("attributes", "attributes_synth.yaml", "attributes", detector=DemoTask.SSD),
 }
 
 
@@ -79,12 +86,14 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path], stats_key: str) -> list[dict]:
+def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path]) -> tuple[str, list[dict]]:
+    """(metric name, one row per model: its headline stats, file size and latency)."""
     by_model = {Path(entry["model"]).name: entry for entry in latency.get("models", [])}
-    rows = []
+    rows, metric = [], ""
     for name, path in evals.items():
-        stats = _read_json(path)[stats_key]
-        row = {"model": name, "AP": stats["AP"], "AP50": stats["AP50"], "AP75": stats["AP75"]}
+        result = _read_json(path)
+        metric = result["metric"]
+        row = {"model": name, **{stat: result[metric][stat] for stat in result["headline"]}}
         if name in exports:
             timing = by_model.get(exports[name].name, {})
             row["size_mb"] = exports[name].stat().st_size / 2**20
@@ -92,30 +101,46 @@ def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path
             row["postprocess_ms"] = timing.get("postprocess_ms", {}).get("median")
             row["inference_ratio"] = timing.get("inference_ratio")
         rows.append(row)
-    return rows
+    return metric, rows
 
 
-def _format_rows(rows: list[dict], stats_key: str) -> str:
+SHORT_METRIC_NAMES = {"bbox": "bbox", "keypoints": "kp", "attributes": "attr"}
+"""Prefix of the first stat's column header (``kp AP``)."""
+
+
+def _format_rows(rows: list[dict], metric: str, headline: Sequence[str]) -> str:
     def cell(value, fmt):
         return format("-", ">" + fmt.split(".")[0]) if value is None else format(value, fmt)
 
-    kind = {"bbox": "bbox", "keypoints": "kp"}.get(stats_key, stats_key)
-    lines = [f"{'model':<12} {kind + ' AP':>8} {'AP50':>6} {'AP75':>6} {'size MB':>8} {'infer ms':>9} {'ratio':>6}"
-             f" {'post ms':>8}"]
+    names = [f"{SHORT_METRIC_NAMES.get(metric, metric)} {headline[0]}", *headline[1:]]
+    widths = [max(8, len(name)) for name in names]
+    header = " ".join(f"{name:>{width}}" for name, width in zip(names, widths))
+    lines = [f"{'model':<12} {header} {'size MB':>8} {'infer ms':>9} {'ratio':>6} {'post ms':>8}"]
     for r in rows:
-        lines.append(f"{r['model']:<12} {r['AP']:>8.3f} {r['AP50']:>6.3f} {r['AP75']:>6.3f} "
+        stats = " ".join(f"{r[stat]:>{width}.3f}" for stat, width in zip(headline, widths))
+        lines.append(f"{r['model']:<12} {stats} "
                      f"{cell(r.get('size_mb'), '8.2f')} {cell(r.get('inference_ms'), '9.2f')} "
                      f"{cell(r.get('inference_ratio'), '6.2f')} {cell(r.get('postprocess_ms'), '8.2f')}")
     return "\n".join(lines)
 
 
 def run_chain(task: DemoTask, data: Path, runs: Path, exports: Path, outputs: Path,
-              config: Path | None = None) -> dict:
+              config: Path | None = None, detector_config: Path | None = None) -> dict:
     """One task's chain; returns the summary written to ``outputs/NAME_summary.json``.
 
-    ``config`` replaces the task's config in ``training/configs`` (the tests use a tiny one).
+    ``config`` replaces the task's config in ``training/configs`` (the tests use a tiny one);
+    ``detector_config`` the config of the detector chain, when the task has one.
     """
     chain = CHAINS[task]
+    detector_args = []
+    if chain.detector is not None:
+        detector = exports / f"{CHAINS[chain.detector].name}_int8.tflite"
+        if detector.is_file():
+            print(f"\n=== detector: reusing {detector} (delete it to rebuild it)")
+        else:
+            print(f"\n=== detector: {detector} is missing; running the {chain.detector.value} chain first", flush=True)
+            run_chain(chain.detector, data, runs, exports, outputs, detector_config)
+        detector_args = ["--detector", detector]
     from edge_demo import app as edge_app
     from edge_demo import benchmark as edge_benchmark
     from export import cli as export_cli
@@ -146,20 +171,24 @@ def run_chain(task: DemoTask, data: Path, runs: Path, exports: Path, outputs: Pa
               ["--model", model, "--data", data, "--split", "val", "--out", evals[label]])
     _step("edge demo (int8) on val images", "edge_demo", edge_app.main,
           ["--model", tflite["int8"], "--source", data / "images" / "val", "--out", outputs / f"{chain.name}_edge_demo",
-           "--max-frames", EDGE_DEMO_FRAMES])
+           "--max-frames", EDGE_DEMO_FRAMES, *detector_args])
     latency_json = outputs / f"{chain.name}_latency.json"
     _step("latency fp32 vs int8 (interleaved)", "edge_demo.benchmark", edge_benchmark.main,
           ["--models", tflite["fp32"], tflite["int8"], "--source", data / "images" / "val",
-           "--runs", LATENCY_ROUNDS, "--json", latency_json])
-    rows = _summary_rows(evals, _read_json(latency_json), tflite, chain.stats_key)
-    ap = {row["model"]: row["AP"] for row in rows}
-    summary = {"task": task.value, "metric": chain.stats_key, "data": str(data), "run": str(run_dir), "rows": rows,
-               "int8_minus_float_AP_points": 100 * (ap["int8"] - ap["keras"]),
+           "--runs", LATENCY_ROUNDS, "--json", latency_json, *detector_args])
+    metric, rows = _summary_rows(evals, _read_json(latency_json), tflite)
+    headline = _read_json(evals["keras"])["headline"]
+    by_model = {row["model"]: row for row in rows}
+    summary = {"task": task.value, "metric": metric, "headline": headline, "data": str(data), "run": str(run_dir),
+               "rows": rows,
+               "int8_minus_float_points": {stat: 100 * (by_model["int8"][stat] - by_model["keras"][stat])
+                                           for stat in headline},
                "int8_over_fp32_size": tflite["int8"].stat().st_size / tflite["fp32"].stat().st_size}
     summary_json = outputs / f"{chain.name}_summary.json"
     write_text_atomic(summary_json, json.dumps(summary, indent=2) + "\n")
-    print("\n" + _format_rows(rows, chain.stats_key))
-    print(f"\nint8 - float {chain.stats_key} AP: {summary['int8_minus_float_AP_points']:+.2f} points; "
+    print("\n" + _format_rows(rows, metric, headline))
+    drops = ", ".join(f"{stat} {points:+.2f}" for stat, points in summary["int8_minus_float_points"].items())
+    print(f"\nint8 - float ({metric}, points): {drops}; "
           f"int8 / fp32 file size: {summary['int8_over_fp32_size']:.2f}x")
     print(f"outputs: run {run_dir}/ (model.keras, metrics.json, loss.png, tb/), exports {exports}/, "
           f"annotated images {outputs / f'{chain.name}_edge_demo'}/, contact sheet {outputs / 'synth_contact_sheet.png'}, "
@@ -177,11 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--exports", type=Path, default=Path("exports"))
     parser.add_argument("--outputs", type=Path, default=Path("outputs"))
     parser.add_argument("--config", type=Path, help="training config (default: the task's config in training/configs)")
+    parser.add_argument("--detector-config", type=Path,
+                        help="attributes: training config of the detector chain (default: its config in training/configs)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
     try:
-        run_chain(DemoTask(args.task), args.data, args.runs, args.exports, args.outputs, args.config)
+        run_chain(DemoTask(args.task), args.data, args.runs, args.exports, args.outputs, args.config,
+                  args.detector_config)
     except StepFailed as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return EXIT_ERROR

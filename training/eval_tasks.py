@@ -1,10 +1,13 @@
-"""What COCO evaluation does per task: pipeline, ground-truth file, matching and stat names.
+"""What evaluation does per task: pipeline, ground truth, metric and stat names.
 
 `training.evaluate.evaluate_runner` looks the model's task up in `TASK_EVALUATIONS`:
 detection runs `tfsp.runtime.detection.DetectionPipeline` and is matched by box IoU
 against the instances JSON; pose runs `tfsp.runtime.pose.PosePipeline` and is matched
 by OKS against the person-keypoints JSON beside it (COCO layout:
-`annotations/instances_{split}.json` and `annotations/person_keypoints_{split}.json`).
+`annotations/instances_{split}.json` and `annotations/person_keypoints_{split}.json`);
+dense models are scored per pixel against the split's semantic and depth PNGs, and
+attribute models on the ground-truth boxes of the instances JSON
+(`training.eval_structured`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tfsp.data.coco import CocoDataset, ImageRecord
-from tfsp.eval import IouType
+from tfsp.eval import IouType, evaluate_coco
 from tfsp.runtime.detection import DetectionPipeline, detect_coco
 from tfsp.runtime.pose import PERSON_CLASS_NAME, PosePipeline, person_category_id, pose_coco
 from tfsp.runtime.runner import Runner
 from tfsp.runtime.timing import StageTimings
 from tfsp.spec import ModelSpec, Task
+from training.eval_structured import (
+    ATTRIBUTE_HEADLINE,
+    ATTRIBUTE_STAT_DESCRIPTIONS,
+    DENSE_HEADLINE,
+    DENSE_STAT_DESCRIPTIONS,
+    evaluate_attributes,
+    evaluate_dense,
+)
+
+MISSING_STAT = -1.0
+"""A stat with nothing to measure: pycocotools' value where no ground truth falls in the stat's range,
+and ours for a class or attribute that never occurs (never NaN, so the JSON stays strict)."""
 
 INSTANCES_PREFIX = "instances_"
 KEYPOINTS_PREFIX = "person_keypoints_"
@@ -56,6 +71,9 @@ STAT_DESCRIPTIONS: dict[IouType, dict[str, str]] = {
 """One line per COCOeval statistic, by matching type (`tfsp.eval.stat_names`)."""
 
 Predict = Callable[[Runner, ModelSpec, Sequence[ImageRecord]], tuple[list[dict], StageTimings]]
+Stats = dict[str, float]
+Evaluate = Callable[[Runner, ModelSpec, CocoDataset, Sequence[ImageRecord]], tuple[Stats, int, StageTimings]]
+COCO_HEADLINE = ("AP", "AP50", "AP75")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,17 +81,37 @@ class TaskEvaluation:
     """How one task is evaluated.
 
     Attributes:
-        iou_type: what COCOeval matches.
-        ground_truth: `(spec, dataset) -> annotations JSON path`; raises `ValueError`
-            when the spec and the data set do not fit together.
-        predict: `(runner, spec, records) -> (COCO results, mean timings)`.
-        noun: what the results are called in reports ("detections", "poses").
+        metric: name of the stats block in reports and JSON ("bbox", "keypoints", "dense", "attributes").
+        evaluate: `(runner, spec, dataset, records) -> (stats, number of results, mean timings)`;
+            raises `ValueError` when the spec and the data set do not fit together.
+        noun: what the results are called in reports ("detections", "poses", "images", "objects").
+        headline: the stats shown on progress lines, plotted over epochs and compared in the
+            demo summary (all fractions where higher is better, first = the main one).
+        descriptions: one line per stat name.
+        title: heading of the printed stats table.
     """
 
-    iou_type: IouType
-    ground_truth: Callable[[ModelSpec, CocoDataset], str]
-    predict: Predict
+    metric: str
+    evaluate: Evaluate
     noun: str
+    headline: tuple[str, ...]
+    descriptions: dict[str, str]
+    title: str
+
+
+def coco_evaluation(iou_type: IouType, ground_truth: Callable[[ModelSpec, CocoDataset], str], predict: Predict,
+                    noun: str) -> TaskEvaluation:
+    """A task scored by pycocotools: predict COCO results, then COCOeval against `ground_truth`."""
+
+    def evaluate(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
+                 records: Sequence[ImageRecord]) -> tuple[Stats, int, StageTimings]:
+        annotations = ground_truth(spec, dataset)
+        results, timings = predict(runner, spec, records)
+        stats = evaluate_coco(annotations, results, iou_type, image_ids=[record.image_id for record in records])
+        return stats, len(results), timings
+
+    return TaskEvaluation(iou_type.value, evaluate, noun, COCO_HEADLINE, STAT_DESCRIPTIONS[iou_type],
+                          f"COCO {iou_type.value}")
 
 
 def _detection_ground_truth(spec: ModelSpec, dataset: CocoDataset) -> str:
@@ -108,10 +146,18 @@ def _pose_ground_truth(spec: ModelSpec, dataset: CocoDataset) -> str:
 
 
 TASK_EVALUATIONS: dict[Task, TaskEvaluation] = {
-    Task.DETECTION: TaskEvaluation(IouType.BBOX, _detection_ground_truth,
-                                   lambda runner, spec, records: detect_coco(DetectionPipeline(runner, spec), records),
-                                   "detections"),
-    Task.POSE: TaskEvaluation(IouType.KEYPOINTS, _pose_ground_truth,
-                              lambda runner, spec, records: pose_coco(PosePipeline(runner, spec), records), "poses"),
+    Task.DETECTION: coco_evaluation(
+        IouType.BBOX, _detection_ground_truth,
+        lambda runner, spec, records: detect_coco(DetectionPipeline(runner, spec), records), "detections"),
+    Task.POSE: coco_evaluation(
+        IouType.KEYPOINTS, _pose_ground_truth,
+        lambda runner, spec, records: pose_coco(PosePipeline(runner, spec), records), "poses"),
+    Task.DENSE: TaskEvaluation("dense", evaluate_dense, "images", DENSE_HEADLINE,
+                               DENSE_STAT_DESCRIPTIONS, "dense (segmentation and depth, original pixels)"),
+    Task.ATTRIBUTES: TaskEvaluation("attributes", evaluate_attributes, "objects", ATTRIBUTE_HEADLINE,
+                                    ATTRIBUTE_STAT_DESCRIPTIONS, "attributes (on ground-truth boxes)"),
 }
 """The tasks `training.evaluate` can evaluate."""
+
+METRIC_DESCRIPTIONS: dict[str, dict[str, str]] = {e.metric: e.descriptions for e in TASK_EVALUATIONS.values()}
+"""Stat descriptions by metric name (`EvalResult.metric`)."""

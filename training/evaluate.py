@@ -1,4 +1,4 @@
-"""COCO evaluation of a model through the same pipeline the device runs.
+"""Evaluation of a model through the same pipeline the device runs.
 
     python -m training.evaluate --model runs/ssd/model.keras --data data/synth
     python -m training.evaluate --model exports/ssd_int8.tflite [--spec X.json] --data data/synth \\
@@ -7,7 +7,9 @@
 The model is opened with `tfsp.runtime.runner.open_runner` (Keras or TFLite) and
 every image goes through the task's device pipeline (numpy preprocess -> runner ->
 numpy decode), exactly as on the device: detection models get COCO bbox AP,
-pose models COCO keypoint (OKS) AP (`training.eval_tasks`). Training's
+pose models COCO keypoint (OKS) AP, dense models mIoU / pixel accuracy / depth
+AbsRel and delta < 1.25, attribute models mAP and F1 on the ground-truth boxes
+(`training.eval_tasks`). Training's
 periodic evaluation calls `evaluate_runner` with a KerasRunner over the
 in-memory model, so both report the same numbers for the same weights.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -23,64 +26,66 @@ from pathlib import Path
 
 from tfsp.cli import SuggestingParser, positive_int
 from tfsp.data.coco import CocoDataset, load_split
-from tfsp.eval import IouType, evaluate_coco
 from tfsp.fileio import write_text_atomic
 from tfsp.runtime.runner import Runner, open_runner
 from tfsp.runtime.timing import StageTimings
 from tfsp.spec import ModelSpec, SpecError
-from training.eval_tasks import STAT_DESCRIPTIONS, TASK_EVALUATIONS
+from training.eval_tasks import METRIC_DESCRIPTIONS, MISSING_STAT, TASK_EVALUATIONS
 
 DEFAULT_DATA_ROOT = "data/synth"
 DEFAULT_SPLIT = "val"
 RUN_SPEC_FILENAME = "spec.json"  # beside OUT/model.keras (see training.trainer)
 CHECKPOINT_DIRNAME = "checkpoints"  # OUT/checkpoints/last.keras -> OUT/spec.json
 SPEC_SUFFIX = ".json"  # exports: NAME.tflite -> NAME.json
-MISSING_STAT = -1.0  # pycocotools' value where no ground truth falls in the stat's range
 EXIT_ERROR = 1
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-    """COCO evaluation of one model on one split.
+    """Evaluation of one model on one split.
 
     Attributes:
-        stats: Stat name (`tfsp.eval.stat_names(iou_type)`) -> value in [0, 1], or -1 where
-            the split has no ground truth in that stat's range.
+        stats: Stat name -> value (COCO: `tfsp.eval.stat_names`, in [0, 1]); `MISSING_STAT` (-1)
+            where there is nothing to measure (no ground truth in the stat's range).
         num_images: Images evaluated.
-        num_detections: Results (detections, or poses) produced over those images.
+        num_detections: Results (detections, poses, images or objects) produced over those images.
         timings: Mean per-image pipeline stage timings in milliseconds.
-        iou_type: What COCOeval matched (BBOX for detection, KEYPOINTS for pose).
+        metric: Name of the stats block ("bbox", "keypoints", "dense", "attributes").
+        headline: The main stats (progress lines, plots, demo summaries), first = the main one.
     """
 
     stats: Mapping[str, float]
     num_images: int
     num_detections: int
     timings: StageTimings
-    iou_type: IouType = IouType.BBOX
+    metric: str = "bbox"
+    headline: tuple[str, ...] = ("AP", "AP50", "AP75")
 
     def format_table(self) -> str:
         """The stats as an aligned text table, one named stat per line."""
-        lines, descriptions = [], STAT_DESCRIPTIONS[self.iou_type]
+        lines, descriptions = [], METRIC_DESCRIPTIONS.get(self.metric, {})
+        width = max([6, *(len(name) for name in self.stats)])
         for name, value in self.stats.items():
             shown = "   n/a" if value == MISSING_STAT else f"{value:.4f}"
-            lines.append(f"  {name:<6} {shown}   {descriptions.get(name, '')}".rstrip())
+            lines.append(f"  {name:<{width}} {shown}   {descriptions.get(name, '')}".rstrip())
         t = self.timings
         lines.append(f"  per image: preprocess {t.preprocess_ms:.1f} ms, inference {t.inference_ms:.1f} ms, "
                      f"postprocess {t.postprocess_ms:.1f} ms")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict; the stats under the matching type's name ("bbox" or "keypoints")."""
-        return {self.iou_type.value: dict(self.stats), "num_images": self.num_images,
+        """JSON-ready dict; the stats under the metric's name ("bbox", "keypoints", "dense", "attributes")."""
+        return {"metric": self.metric, self.metric: dict(self.stats), "headline": list(self.headline), "num_images": self.num_images,
                 "num_detections": self.num_detections, "timings_ms": dataclasses.asdict(self.timings)}
 
 
 def evaluate_runner(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
                     max_images: int | None = None) -> EvalResult:
-    """Runs a split through the task's device pipeline and evaluates it with pycocotools.
+    """Runs a split through the task's device pipeline and evaluates it.
 
     Detection is matched by box IoU against the instances JSON, pose by OKS against the
-    split's person-keypoints JSON (`training.eval_tasks`).
+    split's person-keypoints JSON (both with pycocotools), dense models per pixel, attribute
+    models on the ground-truth boxes (`training.eval_tasks`).
 
     Args:
         runner: Keras or TFLite runner of the model.
@@ -99,12 +104,11 @@ def evaluate_runner(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
     if task is None:
         raise ValueError(f"evaluation of task {spec.task.value} is not supported yet; "
                          f"supported: {', '.join(t.value for t in TASK_EVALUATIONS)}")
-    ground_truth = task.ground_truth(spec, dataset)
     records = dataset.records[:max_images]
-    results, timings = task.predict(runner, spec, records)
-    stats = evaluate_coco(ground_truth, results, task.iou_type, image_ids=[record.image_id for record in records])
-    return EvalResult(stats=stats, num_images=len(records), num_detections=len(results), timings=timings,
-                      iou_type=task.iou_type)
+    stats, num_results, timings = task.evaluate(runner, spec, dataset, records)
+    stats = {name: MISSING_STAT if math.isnan(value) else float(value) for name, value in stats.items()}
+    return EvalResult(stats=stats, num_images=len(records), num_detections=num_results, timings=timings,
+                      metric=task.metric, headline=task.headline)
 
 
 def find_spec(model_path: str | os.PathLike[str]) -> Path:
@@ -131,8 +135,8 @@ def find_spec(model_path: str | os.PathLike[str]) -> Path:
 def build_parser() -> SuggestingParser:
     """The CLI's argument parser."""
     parser = SuggestingParser(prog="python -m training.evaluate",
-                              description="COCO evaluation (bbox AP for detection, keypoint AP for pose) "
-                                          "through the device pipeline.")
+                              description="Evaluation through the device pipeline: COCO bbox AP (detection), "
+                                          "keypoint AP (pose), mIoU and depth accuracy (dense), attribute mAP.")
     parser.add_argument("--model", type=Path, required=True, help="model file: .keras or .tflite")
     parser.add_argument("--spec", type=Path, help="ModelSpec JSON (default: found beside the model)")
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_ROOT),
@@ -159,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} ({spec.quantization.value}, spec {spec_path}) on {args.data} [{args.split}]: "
           f"{result.num_images} images ({len(dataset.skipped_images)} skipped as missing/corrupt), "
           f"{result.num_detections} {TASK_EVALUATIONS[spec.task].noun}")
-    print(f"COCO {result.iou_type.value}:")
+    print(f"{TASK_EVALUATIONS[spec.task].title}:")
     print(result.format_table())
     if args.out is not None:
         payload = {"model": str(args.model), "spec": str(spec_path), "data": str(args.data),

@@ -16,8 +16,7 @@ from tfsp.fileio import replacing  # noqa: E402
 
 FIGURE_DPI = 100
 PANEL_SIZE_INCHES = (6.0, 4.0)
-AP_KEY = "AP"
-AP50_KEY = "AP50"
+DEFAULT_PLOTTED_STATS = ("AP", "AP50")
 
 
 def plot_training_curves(
@@ -25,16 +24,18 @@ def plot_training_curves(
     evaluations: Sequence[Mapping[str, float]],
     path: str | os.PathLike[str],
     ap_label: str = "COCO bbox",
+    stats: Sequence[str] = DEFAULT_PLOTTED_STATS,
 ) -> Path:
-    """Writes loss curves (and, if there are evaluations, AP over epochs) to a PNG.
+    """Writes loss curves (and, if there are evaluations, validation stats over epochs) to a PNG.
 
     Args:
         losses: Loss name -> per-epoch values (epoch 1 first), e.g. {"loss": [...],
             "class_logits_loss": [...]}. Names starting with "val_" are drawn dashed.
-        evaluations: One mapping per COCO evaluation with an "epoch" key (1-based)
+        evaluations: One mapping per evaluation with an "epoch" key (1-based)
             and named stats such as "AP" and "AP50" (fractions in [0, 1]).
         path: Output PNG path, written atomically (``tfsp.fileio.replacing``).
-        ap_label: y-axis label of the AP panel (what COCOeval matched).
+        ap_label: y-axis label of the validation panel (what was measured).
+        stats: Names of the plotted stats.
 
     Returns:
         The path written.
@@ -57,13 +58,13 @@ def plot_training_curves(
     if evaluations:
         ap_ax = axes[0, 1]
         epochs = [entry["epoch"] for entry in evaluations]
-        for key in (AP_KEY, AP50_KEY):
+        for key in stats:
             values = [entry.get(key, float("nan")) for entry in evaluations]
             ap_ax.plot(epochs, values, marker="o", label=key)
         ap_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ap_ax.set_xlabel("epoch")
         ap_ax.set_ylabel(ap_label)
-        ap_ax.set_title("validation AP")
+        ap_ax.set_title("validation")
         ap_ax.grid(True, alpha=0.3)
         ap_ax.legend(fontsize="small")
     fig.tight_layout()

@@ -1,12 +1,13 @@
-"""The training loop: Keras `fit` with checkpoints, resume, TensorBoard and COCO evaluation.
+"""The training loop: Keras `fit` with checkpoints, resume, TensorBoard and periodic evaluation.
 
 A run directory OUT holds, when training finishes:
     OUT/config.yaml      resolved `TrainConfig` (written before the first step)
-    OUT/spec.json        float32 `ModelSpec` of the model (written before the first step)
+    OUT/spec.json        float32 `ModelSpec` of the model (written before the first step; rewritten at
+                         the end when the recipe tunes it, e.g. attribute thresholds)
     OUT/checkpoints/     last.keras + state.json, replaced atomically after every epoch
     OUT/tb/              TensorBoard logs (losses, learning rate, validation AP)
     OUT/model.keras      final model
-    OUT/metrics.json     final COCO stats, training time, losses, config
+    OUT/metrics.json     final evaluation stats, training time, losses, config
     OUT/loss.png         loss curves and validation AP over epochs
 """
 
@@ -21,7 +22,6 @@ from typing import Any
 
 import keras
 
-from tfsp.data.augment import AugmentConfig
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.fileio import write_text_atomic
 from tfsp.data.pipeline import PipelineConfig, make_dataset
@@ -164,7 +164,7 @@ def make_train_dataset(config: TrainConfig, train: CocoDataset):
     pipeline = PipelineConfig(
         input_size=recipe.input_size(config), resize=config.data.resize,
         max_instances=config.data.max_instances, batch_size=config.data.batch_size,
-        augment=AugmentConfig() if config.data.augment else None, seed=config.seed)
+        augment=recipe.augment if config.data.augment else None, seed=config.seed, with_dense=recipe.with_dense)
     data = make_dataset(train, pipeline, training=True, target_fn=recipe.target_fn(config))
     return data.map(recipe.fit_targets(config)).repeat()
 
@@ -178,7 +178,7 @@ def _metrics(config: TrainConfig, state: RunState, result: EvalResult) -> dict[s
         "final_losses": {name: values[-1] for name, values in state.losses.items() if values},
         "eval": {"split": config.data.val_split, "num_images": result.num_images,
                  "num_detections": result.num_detections, "epoch": state.epoch},
-        result.iou_type.value: result.stats,
+        result.metric: result.stats,
         "config": config_to_dict(config),
     }
 
@@ -230,7 +230,15 @@ def train(
                   shuffle=False)  # make_dataset shuffles
         state = checkpoint.state
     final = dict(periodic_eval.results).get(state.epoch)
-    if final is None:  # not evaluated at the last epoch in this process (e.g. resumed a finished run)
+    finalize = RECIPES[config.model].finalize_spec
+    if finalize is not None:
+        tuned = finalize(RECIPES[config.model].deploy_model(model), spec, config, train_split)
+        if tuned != spec:
+            spec = tuned
+            spec.to_json(run_dir / SPEC_FILENAME)
+            print(f"wrote the tuned {run_dir / SPEC_FILENAME}; evaluating with it", flush=True)
+            final = None
+    if final is None:  # not evaluated at the last epoch in this process, or the spec changed
         final = evaluate(model)
         if not state.evaluations or state.evaluations[-1][EPOCH_KEY] != state.epoch:
             entry = {EPOCH_KEY: state.epoch, **final.stats}
@@ -242,12 +250,12 @@ def _finish(config: TrainConfig, run_dir: Path, model: keras.Model, state: RunSt
             result: EvalResult) -> TrainResult:
     """Writes the final model, metrics and plot, and prints the next commands."""
     model_path = save_model_atomic(RECIPES[config.model].deploy_model(model), run_dir / MODEL_FILENAME)
-    print(f"final COCO {result.iou_type.value} on {config.data.val_split} ({result.num_images} images):")
+    print(f"final {result.metric} on {config.data.val_split} ({result.num_images} images):")
     print(result.format_table(), flush=True)
     metrics = _metrics(config, state, result)
     write_text_atomic(run_dir / METRICS_FILENAME, json.dumps(metrics, indent=2))
     plot_training_curves(state.losses, state.evaluations, run_dir / LOSS_PLOT_FILENAME,
-                         ap_label=f"COCO {result.iou_type.value}")
+                         ap_label=result.metric, stats=result.headline[:2])
     print(f"wrote {model_path}, {run_dir / METRICS_FILENAME}, {run_dir / LOSS_PLOT_FILENAME} "
           f"({state.train_seconds:.1f} s training)")
     print("next:")

@@ -50,7 +50,8 @@ def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     from export.convert import export_model
     from tfsp.models.ssd import SsdConfig, build_ssd
     from tfsp.runtime.preprocess import preprocess_image
-    from tfsp.spec import QuantMode, detection_spec
+    from tfsp.spec import QuantMode
+    from tfsp.spec_builders import detection_spec
 
     keras.utils.set_random_seed(SEED)
     config = SsdConfig(input_size=TINY_INPUT_SIZE, num_classes=len(CLASS_NAMES), anchors=TINY_ANCHORS, alpha=0.35,

@@ -48,7 +48,8 @@ def pose_tflite(tmp_path_factory):
     import keras
 
     from export.convert import export_model
-    from tfsp.spec import QuantMode, pose_spec
+    from tfsp.spec import QuantMode
+    from tfsp.spec_builders import pose_spec
 
     class ConstantField(keras.layers.Layer):
         """(B, S, S, 3) images -> (B, F, F, C) copies of a fixed field (the image only sets the batch)."""

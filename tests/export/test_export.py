@@ -12,7 +12,8 @@ from tfsp.postprocess.anchors import SsdAnchorConfig
 from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.preprocess import preprocess_image, read_image_rgb
 from tfsp.runtime.tflite_runner import TFLiteRunner
-from tfsp.spec import ModelSpec, QuantMode, detection_spec
+from tfsp.spec import ModelSpec, QuantMode
+from tfsp.spec_builders import detection_spec
 from training.config import DataConfig, TrainConfig, save_config
 
 SIZE = 64

@@ -11,7 +11,8 @@ from tfsp.postprocess.boxes import encode_cxcywh
 from tfsp.postprocess.ssd import SsdPostprocessConfig
 from tfsp.runtime.detection import DetectionPipeline, detect_coco
 from tfsp.runtime.preprocess import ResizeMode
-from tfsp.spec import Task, detection_spec
+from tfsp.spec import Task
+from tfsp.spec_builders import detection_spec
 
 SIZE = 64
 # One 1x1 map with ratio 2: four anchors all centred on the input.

@@ -10,7 +10,8 @@ from tfsp.data.keypoints import NUM_KEYPOINTS
 from tfsp.data.pose_fields import render_heatmaps, render_pafs
 from tfsp.runtime.pose import PosePipeline, map_to_original, pose_coco
 from tfsp.runtime.preprocess import Letterbox, ResizeMode, fit_letterbox
-from tfsp.spec import Task, pose_spec
+from tfsp.spec import Task
+from tfsp.spec_builders import pose_spec
 
 SIZE, MAP_SIZE = 256, 32
 STRIDE = SIZE // MAP_SIZE

@@ -62,7 +62,8 @@ def test_defaults_live_in_the_dataclasses():
     assert partial.data == DataConfig(batch_size=2)
     assert partial.ssd == SSD_SYNTH_CONFIG
     # Only the active model's section is dumped.
-    assert set(config_to_dict(TrainConfig())) == {f.name for f in dataclasses.fields(TrainConfig)} - {"openpose"}
+    assert set(config_to_dict(TrainConfig())) == {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "openpose", "dense", "attributes"}
 
 
 def test_unknown_key_names_file_key_and_suggestion(tmp_path):
@@ -111,3 +112,14 @@ def test_shipped_pose_config_loads_and_dumps_only_its_model_section():
     plain = yaml.safe_load(path.read_text())
     assert "ssd" not in plain and plain == config_to_dict(config)
     assert load_config(path) == config_from_dict(config_to_dict(config))
+
+
+@pytest.mark.parametrize("name, kind, section", [("dense_synth.yaml", ModelKind.DENSE, "dense"),
+                                                  ("attributes_synth.yaml", ModelKind.ATTRIBUTES, "attributes")])
+def test_shipped_dense_and_attribute_configs_are_full_dumps_of_their_section(name, kind, section):
+    path = SHIPPED_CONFIG.parent / name
+    config = load_config(path)
+    plain = yaml.safe_load(path.read_text())
+    assert config.model is kind and plain == config_to_dict(config)
+    assert set(plain) & {"ssd", "openpose", "dense", "attributes"} == {section}
+    assert config.out_dir == f"runs/{section}"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tfsp.models.attributes import AttributeConfig
+from tfsp.models.dense import DenseConfig
 from tfsp.models.openpose import OpenPoseConfig
 from tfsp.models.ssd import SsdConfig
 from tfsp.postprocess.anchors import SsdAnchorConfig
@@ -84,3 +86,47 @@ def test_pose_demo_chain_reports_keypoint_ap(synth_data, tmp_path):
     assert any((dirs["outputs"] / "pose_edge_demo").iterdir())
     spec = json.loads((dirs["exports"] / "pose_int8.json").read_text())
     assert spec["task"] == "POSE" and [t["name"] for t in spec["outputs"]] == ["heatmaps", "pafs"]
+
+
+TINY_DENSE = DenseConfig(input_size=TINY_SIZE, decoder_channels=16)
+TINY_ATTRIBUTES = AttributeConfig(image_size=TINY_SIZE, crop_size=32, canvas_px=32.0, widths=(8, 16, 16))
+
+
+def _tiny(model: ModelKind, synth_data: Path, path: Path, **sections) -> Path:
+    save_config(TrainConfig(model=model, data=DataConfig(root=str(synth_data), batch_size=4, max_instances=10),
+                            schedule=ScheduleConfig(epochs=1, steps_per_epoch=2, warmup_epochs=0.5),
+                            eval=EvalConfig(every_epochs=1), run_eagerly=True, **sections), path)
+    return path
+
+
+@pytest.mark.slow
+def test_dense_demo_chain_reports_miou_and_depth(synth_data, tmp_path):
+    config = _tiny(ModelKind.DENSE, synth_data, tmp_path / "tiny_dense.yaml", dense=TINY_DENSE)
+    dirs = {name: tmp_path / name for name in ("runs", "exports", "outputs")}
+    out = _demo(["--task", "dense", "--data", str(synth_data), "--config", str(config)] + [
+        arg for name, path in dirs.items() for arg in (f"--{name}", str(path))])
+    assert "dense mIoU" in out and "delta1" in out
+    summary = json.loads((dirs["outputs"] / "dense_summary.json").read_text())
+    assert summary["metric"] == "dense" and summary["headline"] == ["mIoU", "delta1", "pixel_acc"]
+    assert [row["model"] for row in summary["rows"]] == ["keras", "fp32", "int8"]
+    assert all(0.0 <= row["mIoU"] <= 1.0 and 0.0 <= row["delta1"] <= 1.0 for row in summary["rows"])
+    assert set(summary["int8_minus_float_points"]) == {"mIoU", "delta1", "pixel_acc"}
+    assert any((dirs["outputs"] / "dense_edge_demo").iterdir())
+
+
+@pytest.mark.slow
+def test_attribute_demo_chain_builds_its_detector_first(synth_data, tmp_path):
+    config = _tiny(ModelKind.ATTRIBUTES, synth_data, tmp_path / "tiny_attributes.yaml", attributes=TINY_ATTRIBUTES)
+    detector = _tiny(ModelKind.SSD, synth_data, tmp_path / "tiny_ssd.yaml", ssd=TINY_SSD)
+    dirs = {name: tmp_path / name for name in ("runs", "exports", "outputs")}
+    out = _demo(["--task", "attributes", "--data", str(synth_data), "--config", str(config),
+                 "--detector-config", str(detector)] + [
+        arg for name, path in dirs.items() for arg in (f"--{name}", str(path))])
+    assert "running the ssd chain first" in out and "--detector" in out and "attr mAP" in out
+    assert (dirs["exports"] / "ssd_int8.tflite").is_file()
+    summary = json.loads((dirs["outputs"] / "attributes_summary.json").read_text())
+    assert summary["metric"] == "attributes" and summary["headline"] == ["mAP", "mean_F1"]
+    assert all(0.0 <= row["mAP"] <= 1.0 for row in summary["rows"])
+    assert any((dirs["outputs"] / "attributes_edge_demo").iterdir())
+    spec = json.loads((dirs["exports"] / "attributes_int8.json").read_text())
+    assert spec["task"] == "ATTRIBUTES" and len(spec["attributes"]["thresholds"]) == 13

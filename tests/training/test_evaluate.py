@@ -16,7 +16,8 @@ from tfsp.postprocess.anchors import SsdAnchorConfig, generate_ssd_anchors
 from tfsp.postprocess.boxes import cxcywh_to_xyxy, encode_cxcywh, iou_xyxy
 from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.preprocess import fit_letterbox
-from tfsp.spec import ModelSpec, QuantMode, pose_spec
+from tfsp.spec import ModelSpec, QuantMode
+from tfsp.spec_builders import pose_spec
 from training.config import TrainConfig
 from training.evaluate import evaluate_runner, find_spec, main
 from training.recipes import build_run_spec
@@ -173,7 +174,7 @@ def test_pose_oracle_fields_score_high_keypoint_ap(synth_data):
     assert train.class_names[0] == "person"
     spec = pose_spec(ORACLE_POSE_SIZE, ORACLE_POSE_MAP, train.class_names, train.category_ids)
     result = evaluate_runner(OraclePoseRunner(train, spec), spec, train)
-    assert result.iou_type is IouType.KEYPOINTS and tuple(result.stats) == KEYPOINT_STAT_NAMES
+    assert result.metric == IouType.KEYPOINTS.value and tuple(result.stats) == KEYPOINT_STAT_NAMES
     num_people = sum(int(((r.class_ids == 0) & ~r.is_crowd).sum()) for r in train.records)
     assert result.num_images == len(train) and result.num_detections == num_people > 10
     assert result.stats["AP50"] >= ORACLE_MIN_AP50 and result.stats["AP"] >= ORACLE_MIN_AP, result.stats

@@ -8,7 +8,6 @@ device-safe whenever the runner is.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -18,8 +17,8 @@ from tfsp.postprocess.anchors import generate_ssd_anchors
 from tfsp.postprocess.boxes import clip_xyxy
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS, SSD_OUTPUT_NAMES, decode_ssd
 from tfsp.runtime.preprocess import preprocess_image, read_image_rgb
-from tfsp.runtime.runner import Runner
-from tfsp.runtime.timing import MS_PER_S, StageTimings
+from tfsp.runtime.runner import Runner, check_pipeline_runner
+from tfsp.runtime.timing import StageClock, StageTimings
 from tfsp.spec import ModelSpec, Task
 from tfsp.structures import Detections
 
@@ -37,13 +36,7 @@ class DetectionPipeline:
     """
 
     def __init__(self, runner: Runner, spec: ModelSpec) -> None:
-        if spec.task is not Task.DETECTION:
-            raise ValueError(f"DetectionPipeline needs a Task.DETECTION spec, got {spec.task}")
-        if runner.input_size != spec.input_size:
-            raise ValueError(f"runner input size {runner.input_size} != spec input size {spec.input_size}")
-        missing = sorted(set(SSD_OUTPUT_NAMES) - set(runner.output_names))
-        if missing:
-            raise ValueError(f"runner lacks outputs {missing}; it has {list(runner.output_names)}")
+        check_pipeline_runner("DetectionPipeline", runner, spec, Task.DETECTION, SSD_OUTPUT_NAMES)
         self._runner = runner
         self._spec = spec
         self._anchors = generate_ssd_anchors(spec.anchors)
@@ -67,20 +60,18 @@ class DetectionPipeline:
 
     def detect_timed(self, image_rgb: np.ndarray) -> tuple[Detections, StageTimings]:
         """Like ``__call__`` but also returns the per-stage wall-clock timings."""
-        start = time.perf_counter()
+        clock = StageClock()
         image, letterbox = preprocess_image(image_rgb, self._spec.input_size, self._spec.resize_mode)
-        preprocessed = time.perf_counter()
+        clock.mark()
         outputs = self._runner(image[np.newaxis])
-        inferred = time.perf_counter()
+        clock.mark()
         detections = decode_ssd(outputs[BOX_DELTAS][0], outputs[CLASS_LOGITS][0], self._anchors,
                                 self._spec.postprocess)
         boxes_input_px = detections.boxes_xyxy * np.float32(self._spec.input_size)
         height, width = image_rgb.shape[:2]
         boxes = clip_xyxy(letterbox.to_original_xyxy(boxes_input_px), height, width)
         result = dataclasses.replace(detections, boxes_xyxy=np.asarray(boxes, np.float32))
-        done = time.perf_counter()
-        return result, StageTimings((preprocessed - start) * MS_PER_S, (inferred - preprocessed) * MS_PER_S,
-                                    (done - inferred) * MS_PER_S)
+        return result, clock.timings()
 
 
 class ImageRecordLike(Protocol):

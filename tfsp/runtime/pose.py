@@ -13,7 +13,6 @@ The letterbox then maps input pixels to pixels of the original image.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,8 +20,8 @@ import numpy as np
 from tfsp.postprocess.paf import HEATMAPS, PAFS, parse_poses
 from tfsp.runtime.detection import ImageRecordLike
 from tfsp.runtime.preprocess import Letterbox, preprocess_image, read_image_rgb
-from tfsp.runtime.runner import Runner
-from tfsp.runtime.timing import MS_PER_S, StageTimings
+from tfsp.runtime.runner import Runner, check_pipeline_runner
+from tfsp.runtime.timing import StageClock, StageTimings
 from tfsp.spec import HEATMAP_CHANNELS, ModelSpec, Task
 from tfsp.structures import Poses
 
@@ -59,13 +58,7 @@ class PosePipeline:
     """
 
     def __init__(self, runner: Runner, spec: ModelSpec) -> None:
-        if spec.task is not Task.POSE:
-            raise ValueError(f"PosePipeline needs a Task.POSE spec, got {spec.task}")
-        if runner.input_size != spec.input_size:
-            raise ValueError(f"runner input size {runner.input_size} != spec input size {spec.input_size}")
-        missing = sorted(set(POSE_OUTPUT_NAMES) - set(runner.output_names))
-        if missing:
-            raise ValueError(f"runner lacks outputs {missing}; it has {list(runner.output_names)}")
+        check_pipeline_runner("PosePipeline", runner, spec, Task.POSE, POSE_OUTPUT_NAMES)
         self._runner = runner
         self._spec = spec
         self._category_id = person_category_id(spec)
@@ -96,19 +89,17 @@ class PosePipeline:
 
     def detect_timed(self, image_rgb: np.ndarray) -> tuple[Poses, StageTimings]:
         """Like ``__call__`` but also returns the per-stage wall-clock timings."""
-        start = time.perf_counter()
+        clock = StageClock()
         image, letterbox = preprocess_image(image_rgb, self._spec.input_size, self._spec.resize_mode)
-        preprocessed = time.perf_counter()
+        clock.mark()
         outputs = self._runner(image[np.newaxis])
-        inferred = time.perf_counter()
+        clock.mark()
         heatmaps, pafs = _check_maps(outputs[HEATMAPS][0], outputs[PAFS][0], 2 * len(self._spec.paf.limbs))
         poses = parse_poses(heatmaps, pafs, self._spec.paf)
         stride = self._spec.input_size / heatmaps.shape[0]
         height, width = image_rgb.shape[:2]
         result = Poses.create(map_to_original(poses.keypoints, stride, letterbox, height, width), poses.scores)
-        done = time.perf_counter()
-        return result, StageTimings((preprocessed - start) * MS_PER_S, (inferred - preprocessed) * MS_PER_S,
-                                    (done - inferred) * MS_PER_S)
+        return result, clock.timings()
 
 
 def _check_maps(heatmaps: np.ndarray, pafs: np.ndarray, paf_channels: int) -> tuple[np.ndarray, np.ndarray]:

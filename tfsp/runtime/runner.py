@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from tfsp.spec import ModelSpec, Task
+
 KERAS_SUFFIX = ".keras"
 TFLITE_SUFFIX = ".tflite"
 IMAGE_CHANNELS = 3
@@ -99,3 +101,26 @@ def open_runner(path: str | os.PathLike, num_threads: int | None = None) -> Runn
 
         return TFLiteRunner(path, num_threads=num_threads)
     raise ValueError(f"{path}: unknown model extension {suffix!r}; expected {KERAS_SUFFIX} or {TFLITE_SUFFIX}")
+
+
+def check_pipeline_runner(pipeline: str, runner: Runner, spec: ModelSpec, task: Task,
+                          output_names: tuple[str, ...]) -> None:
+    """Checks that a runner and a spec fit a task pipeline.
+
+    Args:
+        pipeline: the pipeline's name, for the messages.
+        runner: the graph runner.
+        spec: the model's spec.
+        task: the task the pipeline runs.
+        output_names: graph outputs the pipeline reads.
+
+    Raises:
+        ValueError: the spec is for another task, the input sizes differ, or outputs are missing.
+    """
+    if spec.task is not task:
+        raise ValueError(f"{pipeline} needs a Task.{task.name} spec, got {spec.task}")
+    if runner.input_size != spec.input_size:
+        raise ValueError(f"runner input size {runner.input_size} != spec input size {spec.input_size}")
+    missing = sorted(set(output_names) - set(runner.output_names))
+    if missing:
+        raise ValueError(f"runner lacks outputs {missing}; it has {list(runner.output_names)}")

@@ -8,6 +8,7 @@ evaluation report them.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -40,3 +41,37 @@ class StageTimings:
         rows = np.array([[t.preprocess_ms, t.inference_ms, t.postprocess_ms] for t in timings], np.float64)
         means = rows.mean(axis=0) if len(rows) else np.zeros(3)
         return StageTimings(*(float(m) for m in means))
+
+
+class StageClock:
+    """Measures the three pipeline stages of one image.
+
+    Start it before preprocessing, call ``mark()`` after preprocessing and after
+    inference, then ``timings()`` after postprocessing::
+
+        clock = StageClock()
+        image, letterbox = preprocess_image(...)
+        clock.mark()
+        outputs = runner(image[np.newaxis])
+        clock.mark()
+        result = decode(outputs)
+        return result, clock.timings()
+    """
+
+    def __init__(self) -> None:
+        self._marks = [time.perf_counter()]
+
+    def mark(self) -> None:
+        """Ends the current stage."""
+        self._marks.append(time.perf_counter())
+
+    def timings(self) -> StageTimings:
+        """Ends the last stage and returns the three stage times.
+
+        Raises:
+            ValueError: ``mark`` was not called exactly twice before.
+        """
+        if len(self._marks) != 3:
+            raise ValueError(f"StageClock.timings needs exactly 2 marks before it, got {len(self._marks) - 1}")
+        marks = [*self._marks, time.perf_counter()]
+        return StageTimings(*((end - start) * MS_PER_S for start, end in zip(marks, marks[1:])))

@@ -1,0 +1,35 @@
+"""The recipes' run specs for dense and attribute models, and the data sets they refuse."""
+
+import dataclasses
+
+import pytest
+
+from tfsp.data.coco import load_split
+from tfsp.models.attributes import AttributeConfig
+from tfsp.spec import Task
+from training.config import ModelKind, TrainConfig
+from training.recipes import build_run_spec
+
+
+def test_dense_run_spec_has_the_data_sets_classes_and_the_output_grid(synth_data):
+    train = load_split(synth_data, "train", check_images=False)
+    spec = build_run_spec(TrainConfig(model=ModelKind.DENSE), train)
+    assert spec.task is Task.DENSE and spec.class_names == train.class_names
+    assert spec.outputs[0].shape[1:] == (32, 32, train.num_classes + 1)  # 128 px input, stride 4
+
+
+def test_dense_training_refuses_non_contiguous_category_ids(synth_data):
+    train = load_split(synth_data, "train", check_images=False)
+    gappy = dataclasses.replace(train, category_ids=(1, 2, 3, 7))
+    with pytest.raises(ValueError, match=r"must be 1\.\.4; .* category ids \[1, 2, 3, 7\]"):
+        build_run_spec(TrainConfig(model=ModelKind.DENSE), gappy)
+
+
+def test_attribute_run_spec_names_the_data_sets_attributes(synth_data):
+    train = load_split(synth_data, "train", check_images=False)
+    spec = build_run_spec(TrainConfig(model=ModelKind.ATTRIBUTES), train)
+    assert spec.attributes.names == train.attribute_names and set(spec.attributes.thresholds) == {0.5}
+    assert spec.input_size == spec.attributes.crop.crop_size == 64 and spec.attributes.image_size == 256
+    wrong = TrainConfig(model=ModelKind.ATTRIBUTES, attributes=AttributeConfig(num_attributes=5))
+    with pytest.raises(ValueError, match="attributes.num_attributes is 5 but .* 13 attributes"):
+        build_run_spec(wrong, train)
