@@ -184,7 +184,7 @@ def _write_spec(tmp_path: Path, model: Path, **changes) -> Path:
     ("unknown_suffix", "unknown file type '.xyz'"),
     ("corrupt_image", "cannot decode image"),
     ("corrupt_video", "cannot open video"),
-    ("unsupported_task", "no pipeline for task DENSE; supported: DETECTION, POSE"),
+    ("unsupported_task", "no pipeline for task INSTANCE_SEGMENTATION; supported: DETECTION, POSE, DENSE, ATTRIBUTES"),
     ("wrong_input_size", "input size"),
 ])
 def test_clear_errors(tiny_exports, tmp_path, image_dir, capsys, case, expected):
@@ -204,7 +204,7 @@ def test_clear_errors(tiny_exports, tmp_path, image_dir, capsys, case, expected)
         path.write_bytes(b"garbage")
         source = str(path)
     elif case == "unsupported_task":
-        spec = _write_spec(tmp_path, model, task="DENSE")
+        spec = _write_spec(tmp_path, model, task="INSTANCE_SEGMENTATION")
     elif case == "wrong_input_size":
         spec = _write_spec(tmp_path, model, input_size=32)
     argv = ["--model", str(model), "--source", source, "--out", str(tmp_path / "out")]
