@@ -95,14 +95,23 @@ DEPTH_DISPLAY_RANGE_M = (0.0, 10.0)
 
 
 def _draw_dense(image_rgb: np.ndarray, result: DensePrediction, spec: ModelSpec) -> np.ndarray:
-    """Segmentation overlay on the left, depth heat map on the right (one image twice as wide)."""
-    return np.concatenate([draw_dense(image_rgb, result.semantic),
-                           draw_dense(image_rgb, result.depth, alpha=1.0, depth_range=DEPTH_DISPLAY_RANGE_M)], axis=1)
+    """Segmentation overlay and depth heat map side by side (those the graph has; one image per map)."""
+    panels = []
+    if result.semantic is not None:
+        panels.append(draw_dense(image_rgb, result.semantic))
+    if result.depth is not None:
+        panels.append(draw_dense(image_rgb, result.depth, alpha=1.0, depth_range=DEPTH_DISPLAY_RANGE_M))
+    return np.concatenate(panels, axis=1)
 
 
 def _describe_dense(result: DensePrediction) -> str:
-    labels = result.semantic.values
-    return f"{np.count_nonzero(labels) / labels.size:.0%} foreground, depth {np.median(result.depth.values):.2f} m median"
+    parts = []
+    if result.semantic is not None:
+        labels = result.semantic.values
+        parts.append(f"{np.count_nonzero(labels) / labels.size:.0%} foreground")
+    if result.depth is not None:
+        parts.append(f"depth {np.median(result.depth.values):.2f} m median")
+    return ", ".join(parts)
 
 
 TASKS: dict[Task, TaskHandlers] = {

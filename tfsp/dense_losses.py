@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from tfsp.models.dense import DenseConfig
-from tfsp.postprocess.dense import DEPTH, SEMANTIC_LOGITS
+from tfsp.postprocess.dense import DEPTH, HEAD_OUTPUTS, SEMANTIC_LOGITS
 
 IGNORE_LABEL = -1  # semantic labels below 0 are not scored
 MIN_LOG_DEPTH_M = 1e-3  # predictions and targets are clamped up to this (metres) before the log
@@ -100,7 +100,9 @@ def dense_losses(config: DenseConfig) -> dict[str, keras.losses.Loss]:
             ``depth_loss_weight`` are used).
 
     Returns:
-        ``{"semantic_logits": SemanticCrossEntropy, "depth": DepthLoss}``.
+        ``{"semantic_logits": SemanticCrossEntropy, "depth": DepthLoss}``, restricted to the
+        outputs of ``config.heads``.
     """
-    return {SEMANTIC_LOGITS: SemanticCrossEntropy(config.semantic_loss_weight),
-            DEPTH: DepthLoss(config.depth_loss_weight)}
+    losses = {SEMANTIC_LOGITS: SemanticCrossEntropy(config.semantic_loss_weight),
+              DEPTH: DepthLoss(config.depth_loss_weight)}
+    return {HEAD_OUTPUTS[head]: losses[HEAD_OUTPUTS[head]] for head in config.heads}

@@ -11,7 +11,7 @@ import typing
 from tfsp import __version__
 from tfsp.postprocess.anchors import SsdAnchorConfig, num_anchors
 from tfsp.postprocess.attributes import ATTRIBUTE_LOGITS
-from tfsp.postprocess.dense import DEPTH, SEMANTIC_LOGITS
+from tfsp.postprocess.dense import ALL_HEADS, DEPTH, HEAD_OUTPUTS, SEMANTIC_LOGITS, DenseHead
 from tfsp.postprocess.paf import HEATMAPS, PAFS, PafParserConfig
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS, SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
@@ -112,8 +112,9 @@ def dense_spec(
     class_names: typing.Sequence[str],
     category_ids: typing.Sequence[int],
     resize_mode: ResizeMode = ResizeMode.LETTERBOX,
+    heads: tuple[DenseHead, ...] = ALL_HEADS,
 ) -> ModelSpec:
-    """The spec of a float dense (segmentation + depth) Keras graph.
+    """The spec of a float dense (segmentation and/or depth) Keras graph.
 
     Args:
         input_size: model input side S in pixels.
@@ -121,18 +122,22 @@ def dense_spec(
         class_names: foreground class names by ``class_id`` (label k + 1 = class k, 0 = background).
         category_ids: COCO category id by ``class_id``.
         resize_mode: preprocessing resize.
+        heads: the graph's heads; the outputs say which (``tfsp.postprocess.dense.heads_of``).
 
     Returns:
-        A float32 ``ModelSpec`` (task DENSE) with input ``image`` (-1, S, S, 3) and outputs
-        ``semantic_logits`` (-1, F, F, C + 1) and ``depth`` (-1, F, F, 1) metres.
+        A float32 ``ModelSpec`` (task DENSE) with input ``image`` (-1, S, S, 3) and, per head,
+        output ``semantic_logits`` (-1, F, F, C + 1) or ``depth`` (-1, F, F, 1) metres.
 
     Raises:
-        SpecError: ``map_size`` not in [1, S].
+        SpecError: ``map_size`` not in [1, S], or no heads.
     """
     if not 0 < map_size <= input_size:
         raise SpecError(f"dense_spec map_size must be in [1, input_size={input_size}], got {map_size}")
     maps = (DYNAMIC_DIM, map_size, map_size)
-    outputs = ((SEMANTIC_LOGITS, (*maps, len(class_names) + 1)), (DEPTH, (*maps, 1)))
+    if not heads:
+        raise SpecError("dense_spec needs at least one head")
+    shapes = {SEMANTIC_LOGITS: (*maps, len(class_names) + 1), DEPTH: (*maps, 1)}
+    outputs = tuple((HEAD_OUTPUTS[head], shapes[HEAD_OUTPUTS[head]]) for head in ALL_HEADS if head in heads)
     return _float_spec(Task.DENSE, input_size, resize_mode, class_names, category_ids, outputs)
 
 

@@ -24,6 +24,7 @@ from tfsp.attribute_metrics import attribute_metrics
 from tfsp.data.coco import CocoDataset, ImageRecord
 from tfsp.data.pipeline import DEPTH_MM_PER_METRE
 from tfsp.dense_metrics import DepthMetrics, SegmentationMetrics
+from tfsp.postprocess.dense import DenseHead
 from tfsp.runtime.attributes import AttributePipeline
 from tfsp.runtime.dense import DensePipeline
 from tfsp.runtime.preprocess import read_image_rgb
@@ -46,6 +47,8 @@ ATTRIBUTE_STAT_DESCRIPTIONS = {
     "mAP": "mean over attributes of the average precision (ranking all objects)",
     "mean_F1": "mean over attributes of F1 at the spec's thresholds",
 }
+SEGMENTATION_STATS = ("mIoU", "pixel_acc")
+DEPTH_STATS = ("abs_rel", "delta1", "rmse")
 ATTRIBUTE_HEADLINE = ("mAP", "mean_F1")
 """The attribute stats shown on progress lines and compared in the demo."""
 DENSE_HEADLINE = ("mIoU", "delta1", "pixel_acc")
@@ -92,28 +95,31 @@ def evaluate_dense(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
     """Segmentation and depth metrics of a dense model over ``records`` (original pixels).
 
     Returns:
-        (stats: mIoU, pixel_acc, abs_rel, delta1, rmse, then IoU per class; number of images;
-        mean per-image timings).
+        (stats: mIoU, pixel_acc (segmentation head), abs_rel, delta1, rmse (depth head), then IoU
+        per class; number of images; mean per-image timings).
 
     Raises:
         ValueError: category ids differ, or a record lacks or has unreadable dense maps.
     """
     _check_categories(spec, dataset)
     pipeline = DensePipeline(runner, spec)
-    segmentation = SegmentationMetrics(spec.class_names)
-    depth = DepthMetrics()
+    segmentation = SegmentationMetrics(spec.class_names) if DenseHead.SEGMENTATION in pipeline.heads else None
+    depth = DepthMetrics() if DenseHead.DEPTH in pipeline.heads else None
     timings = []
     for record in records:
-        true_labels = semantic_labels(_read_png(record.semantic_path, "semantic", record), spec.category_ids)
-        true_depth = _read_png(record.depth_path, "depth", record).astype(np.float32) / DEPTH_MM_PER_METRE
         prediction, timing = pipeline.detect_timed(read_image_rgb(record.path))
-        segmentation.update(prediction.semantic.values, true_labels)
-        depth.update(prediction.depth.values, true_depth)
+        if segmentation is not None:
+            png = _read_png(record.semantic_path, "semantic", record)
+            segmentation.update(prediction.semantic.values, semantic_labels(png, spec.category_ids))
+        if depth is not None:
+            true_depth = _read_png(record.depth_path, "depth", record).astype(np.float32) / DEPTH_MM_PER_METRE
+            depth.update(prediction.depth.values, true_depth)
         timings.append(timing)
-    seg, dep = segmentation.result(), depth.result()
-    stats = {"mIoU": seg["mIoU"], "pixel_acc": seg["pixel_acc"], "abs_rel": dep["abs_rel"],
-             "delta1": dep["delta1"], "rmse": dep["rmse"],
-             **{name: value for name, value in seg.items() if name.startswith("IoU_")}}
+    seg = segmentation.result() if segmentation is not None else {}
+    dep = depth.result() if depth is not None else {}
+    stats = {name: values[name] for names, values in ((SEGMENTATION_STATS, seg), (DEPTH_STATS, dep)) if values
+             for name in names}
+    stats.update({name: value for name, value in seg.items() if name.startswith("IoU_")})
     return stats, len(records), StageTimings.mean(timings)
 
 

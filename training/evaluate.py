@@ -108,7 +108,7 @@ def evaluate_runner(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
     stats, num_results, timings = task.evaluate(runner, spec, dataset, records)
     stats = {name: MISSING_STAT if math.isnan(value) else float(value) for name, value in stats.items()}
     return EvalResult(stats=stats, num_images=len(records), num_detections=num_results, timings=timings,
-                      metric=task.metric, headline=task.headline)
+                      metric=task.metric, headline=tuple(name for name in task.headline if name in stats))
 
 
 def find_spec(model_path: str | os.PathLike[str]) -> Path:

@@ -152,8 +152,8 @@ def _dense_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
         raise ValueError(f"dense training reads the semantic maps' category ids as labels, so they must be "
                          f"1..{dataset.num_classes}; {dataset.instances_json} has category ids "
                          f"{list(dataset.category_ids)} (remap the data set's category ids first)")
-    return dense_spec(model.input_size, model.input_size // model.output_stride, dataset.class_names,
-                      dataset.category_ids, resize_mode=config.data.resize)
+    return dense_spec(model.input_size, model.map_size, dataset.class_names, dataset.category_ids,
+                      resize_mode=config.data.resize, heads=model.heads)
 
 
 DENSE_RECIPE = ModelRecipe(

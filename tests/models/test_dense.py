@@ -12,7 +12,7 @@ from tfsp.data.dense_targets import make_dense_fit_targets
 from tfsp.data.pipeline import PipelineConfig, make_dataset
 from tfsp.dense_losses import dense_losses
 from tfsp.models import dense
-from tfsp.postprocess.dense import DEPTH, SEMANTIC_LOGITS
+from tfsp.postprocess.dense import DEPTH, SEMANTIC_LOGITS, DenseHead
 from tfsp.runtime.tflite_runner import TFLiteRunner, list_operators
 from tfsp.spec import INPUT_NAME, QuantMode
 
@@ -112,3 +112,22 @@ def test_overfits_eight_synthetic_images(synth_data):
         last = model.train_on_batch(image, targets, return_dict=True)
     for name in (f"{SEMANTIC_LOGITS}_loss", f"{DEPTH}_loss"):
         assert last[name] < OVERFIT_LOSS_RATIO * first[name], name
+
+
+@pytest.mark.parametrize("heads, names", [((DenseHead.DEPTH,), {DEPTH}), ((DenseHead.SEGMENTATION,), {SEMANTIC_LOGITS})])
+def test_heads_are_pluggable_model_losses_and_targets_follow(heads, names, synth_data):
+    config = dataclasses.replace(TINY_CONFIG, heads=heads)
+    model = dense.build_dense(config)
+    assert set(model.output_names) == names and set(dense_losses(config)) == names
+    train = load_split(synth_data, "train")
+    pipeline = PipelineConfig(input_size=config.input_size, batch_size=2, with_dense=True)
+    batch = next(iter(make_dataset(train, pipeline, training=False)))
+    _, targets = make_dense_fit_targets(config)(batch)
+    assert set(targets) == names
+    outputs = model(batch["image"])
+    assert {name: tuple(value.shape[:3]) for name, value in outputs.items()} == {
+        name: (2, config.map_size, config.map_size) for name in names}
+    with pytest.raises(ValueError, match="heads"):
+        dataclasses.replace(TINY_CONFIG, heads=())
+    with pytest.raises(ValueError, match="heads"):
+        dataclasses.replace(TINY_CONFIG, heads=(DenseHead.DEPTH, DenseHead.DEPTH))

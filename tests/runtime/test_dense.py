@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tfsp.postprocess.dense import DenseHead
 from tfsp.runtime.dense import DensePipeline, DensePrediction
 from tfsp.spec import Task
 from tfsp.spec_builders import dense_spec
@@ -77,3 +78,16 @@ def test_prediction_needs_matching_label_and_depth_maps():
         DensePrediction(labels, DenseMap(np.zeros((4, 4), np.float32), DenseKind.DEPTH))
     with pytest.raises(ValueError, match="LABELS and a DEPTH"):
         DensePrediction(labels, labels)
+
+
+def test_a_depth_only_graph_gives_depth_only():
+    spec = dense_spec(SIZE, MAP_SIZE, CLASS_NAMES, CATEGORY_IDS, heads=(DenseHead.DEPTH,))
+    assert spec.output_names == ("depth",)
+    runner = FakeRunner()
+    runner.output_names = ("depth",)
+    pipeline = DensePipeline(runner, spec)
+    prediction = pipeline(np.full((HEIGHT, WIDTH, 3), 77, np.uint8))
+    assert pipeline.heads == (DenseHead.DEPTH,) and prediction.semantic is None
+    np.testing.assert_allclose(prediction.depth.values, DEPTH_M, rtol=1e-6)
+    with pytest.raises(ValueError, match="at least one map"):
+        DensePrediction(None, None)

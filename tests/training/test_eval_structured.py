@@ -8,6 +8,7 @@ import pytest
 
 from tfsp.data.coco import load_split
 from tfsp.postprocess.attributes import AttributeCropConfig
+from tfsp.postprocess.dense import DenseHead
 from tfsp.spec import AttributeHead
 from tfsp.spec_builders import attribute_spec, dense_spec
 from training.eval_structured import semantic_labels
@@ -109,3 +110,14 @@ def test_attribute_evaluation_needs_the_same_vocabulary(synth_data):
         spec.attributes, names=("x",) + spec.attributes.names[1:]))
     with pytest.raises(ValueError, match="model attributes"):
         evaluate_runner(AttributeOracle(val.records, 16), renamed, val)
+
+
+def test_a_segmentation_only_model_reports_segmentation_only(synth_data):
+    val = load_split(synth_data, "val")
+    size = val.records[0].width
+    spec = dense_spec(size, size, val.class_names, val.category_ids, heads=(DenseHead.SEGMENTATION,))
+    runner = DenseOracle(val.records, size, 5)
+    runner.output_names = ("semantic_logits",)
+    result = evaluate_runner(runner, spec, val)
+    assert result.stats["mIoU"] == pytest.approx(1.0) and "delta1" not in result.stats
+    assert result.headline == ("mIoU", "pixel_acc")

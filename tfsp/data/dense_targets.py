@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsp.models.dense import DenseConfig
-from tfsp.postprocess.dense import DEPTH, SEMANTIC_LOGITS
+from tfsp.postprocess.dense import DEPTH, SEMANTIC_LOGITS, DenseHead
 
 SEMANTIC_KEY = "semantic"  # pipeline key of the (..., S, S) int32 labels
 DEPTH_KEY = "depth"  # pipeline key of the (..., S, S) float32 metres
@@ -62,8 +62,8 @@ def make_dense_fit_targets(config: DenseConfig) -> Callable[[Example], tuple[tf.
     Returns:
         ``fn(batch)`` mapping a pipeline batch with ``image`` (B, S, S, 3), ``semantic`` (B, S, S)
         and ``depth`` (B, S, S) to ``image`` and ``semantic_logits`` (B, F, F) int32 labels and
-        ``depth`` (B, F, F) float32 metres (0 = ignored), F = ``config.map_size``. A single
-        example (no batch axis) works the same way.
+        ``depth`` (B, F, F) float32 metres (0 = ignored), F = ``config.map_size``, for the heads in
+        ``config.heads`` only. A single example (no batch axis) works the same way.
     """
     stride, size = config.output_stride, config.input_size
 
@@ -72,8 +72,11 @@ def make_dense_fit_targets(config: DenseConfig) -> Callable[[Example], tuple[tf.
         if semantic.shape[-1] is not None and semantic.shape[-1] != size:
             raise ValueError(f"semantic has side {semantic.shape[-1]}, the model input is {size} "
                              f"(set PipelineConfig.input_size to DenseConfig.input_size)")
-        targets = {SEMANTIC_LOGITS: tf.cast(sample_cell_centres_tf(semantic, stride), tf.int32),
-                   DEPTH: tf.cast(sample_cell_centres_tf(depth, stride), tf.float32)}
+        targets = {}
+        if DenseHead.SEGMENTATION in config.heads:
+            targets[SEMANTIC_LOGITS] = tf.cast(sample_cell_centres_tf(semantic, stride), tf.int32)
+        if DenseHead.DEPTH in config.heads:
+            targets[DEPTH] = tf.cast(sample_cell_centres_tf(depth, stride), tf.float32)
         return batch[IMAGE_KEY], targets
 
     return fit_targets

@@ -26,7 +26,7 @@ import dataclasses
 import keras
 
 from tfsp.models.backbones import DEFAULT_BN_MOMENTUM, mobilenet_v2_features, normalise_image
-from tfsp.postprocess.dense import DEPTH, SEMANTIC_LOGITS
+from tfsp.postprocess.dense import ALL_HEADS, DEPTH, SEMANTIC_LOGITS, DenseHead
 from tfsp.spec import INPUT_NAME
 
 BACKBONE_STRIDES = (4, 8, 16, 32)
@@ -56,6 +56,7 @@ class DenseConfig:
         backbone_weights: optional local MobileNetV2 ``*_no_top.h5`` weights (never downloaded).
         depth_loss_weight: training loss: weight of :class:`tfsp.dense_losses.DepthLoss`.
         semantic_loss_weight: training loss: weight of :class:`tfsp.dense_losses.SemanticCrossEntropy`.
+        heads: which heads the graph carries (segmentation, depth or both); each adds its output.
     """
 
     input_size: int = 128
@@ -68,8 +69,12 @@ class DenseConfig:
     backbone_weights: str | None = None
     depth_loss_weight: float = DEFAULT_DEPTH_LOSS_WEIGHT
     semantic_loss_weight: float = DEFAULT_SEMANTIC_LOSS_WEIGHT
+    heads: tuple[DenseHead, ...] = ALL_HEADS
 
     def __post_init__(self) -> None:
+        if not self.heads or len(set(self.heads)) != len(self.heads) or not all(
+                isinstance(head, DenseHead) for head in self.heads):
+            raise ValueError(f"DenseConfig.heads must be distinct DenseHead values, at least one, got {self.heads}")
         if self.input_size <= 0 or self.input_size % max(BACKBONE_STRIDES):
             raise ValueError(f"DenseConfig.input_size must be a positive multiple of {max(BACKBONE_STRIDES)}, "
                              f"got {self.input_size}")
@@ -149,9 +154,10 @@ def build_dense(config: DenseConfig) -> keras.Model:
         config: model configuration.
 
     Returns:
-        ``keras.Model`` with input ``image`` (B, S, S, 3) float32 RGB in [0, 255] and dict outputs
-        ``semantic_logits`` (B, F, F, C + 1) float32 raw logits (channel 0 background) and
-        ``depth`` (B, F, F, 1) float32 metres in (0, max_depth_m), F = S / output_stride.
+        ``keras.Model`` with input ``image`` (B, S, S, 3) float32 RGB in [0, 255] and dict outputs,
+        one per head in ``config.heads``: ``semantic_logits`` (B, F, F, C + 1) float32 raw logits
+        (channel 0 background) and ``depth`` (B, F, F, 1) float32 metres in (0, max_depth_m),
+        F = S / output_stride.
     """
     momentum, channels = config.bn_momentum, config.decoder_channels
     # 1. input
@@ -168,9 +174,12 @@ def build_dense(config: DenseConfig) -> keras.Model:
         stem = _conv(normalised, channels, 3, "decoder_stem", momentum, strides=STEM_STRIDE)
         x = _merge(x, stem, f"decoder_s{STEM_STRIDE}", config)
     # 4. heads
-    semantic = _separable(x, channels, "semantic_head", momentum)
-    logits = keras.layers.Conv2D(config.num_logits, 1, name=SEMANTIC_LOGITS)(semantic)
-    depth = _separable(x, channels, "depth_head", momentum)
-    depth = keras.layers.Conv2D(1, 1, activation="sigmoid", name="depth_sigmoid")(depth)
-    depth = keras.layers.Rescaling(config.max_depth_m, name=DEPTH)(depth)
-    return keras.Model(image, {SEMANTIC_LOGITS: logits, DEPTH: depth}, name="dense")
+    outputs = {}
+    if DenseHead.SEGMENTATION in config.heads:
+        semantic = _separable(x, channels, "semantic_head", momentum)
+        outputs[SEMANTIC_LOGITS] = keras.layers.Conv2D(config.num_logits, 1, name=SEMANTIC_LOGITS)(semantic)
+    if DenseHead.DEPTH in config.heads:
+        depth = _separable(x, channels, "depth_head", momentum)
+        depth = keras.layers.Conv2D(1, 1, activation="sigmoid", name="depth_sigmoid")(depth)
+        outputs[DEPTH] = keras.layers.Rescaling(config.max_depth_m, name=DEPTH)(depth)
+    return keras.Model(image, outputs, name="dense")

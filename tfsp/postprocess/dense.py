@@ -1,8 +1,8 @@
 """Dense pixel outputs to ``DenseMap`` on the original image (numpy only).
 
-A dense graph (:mod:`tfsp.models.dense`) predicts two maps on an F x F grid over the S x S model
-input (S = F * stride): ``semantic_logits`` (F, F, C + 1) raw class logits (channel 0 background,
-channel k + 1 foreground class id k) and ``depth`` (F, F, 1) metres. Decoding brings each map
+A dense graph (:mod:`tfsp.models.dense`) predicts, per head it carries (``DenseHead``), a map on an
+F x F grid over the S x S model input (S = F * stride): ``semantic_logits`` (F, F, C + 1) raw class
+logits (channel 0 background, channel k + 1 foreground class id k) and/or ``depth`` (F, F, 1) metres. Decoding brings each map
 back to the original (H, W) image:
 
 1. **Resampling.** Every original pixel centre ``(x + 0.5, y + 0.5)`` is mapped through the
@@ -21,6 +21,8 @@ Pixel convention: pixel (row i, col j) covers ``[j, j + 1) x [i, i + 1)``, centr
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
 from tfsp.runtime.preprocess import Letterbox
@@ -31,6 +33,26 @@ SEMANTIC_LOGITS = "semantic_logits"
 
 DEPTH = "depth"
 """Name of the dense output holding (B, F, F, 1) float32 depth in metres."""
+
+
+
+class DenseHead(enum.Enum):
+    """The heads a dense graph may carry; each adds one named output."""
+
+    SEGMENTATION = "segmentation"
+    DEPTH = "depth"
+
+
+HEAD_OUTPUTS: dict[DenseHead, str] = {DenseHead.SEGMENTATION: SEMANTIC_LOGITS, DenseHead.DEPTH: DEPTH}
+"""The output name of each head."""
+
+ALL_HEADS = (DenseHead.SEGMENTATION, DenseHead.DEPTH)
+
+
+def heads_of(output_names: tuple[str, ...] | list[str]) -> tuple[DenseHead, ...]:
+    """The heads whose outputs are among ``output_names``, in ``ALL_HEADS`` order."""
+    return tuple(head for head in ALL_HEADS if HEAD_OUTPUTS[head] in output_names)
+
 
 PIXEL_CENTRE = 0.5
 """Offset of a pixel (or map cell) centre from its top-left corner, in pixels (cells)."""
