@@ -20,4 +20,11 @@ Modules:
     paf: OpenPose Part Affinity Field parsing (heatmaps + PAFs -> Poses);
         paf_assembly holds its matching and assembly steps, paf_benchmark
         its speed benchmark (``python -m tfsp.postprocess.paf_benchmark``).
+    dense: dense maps (segmentation logits, depth) back onto the original pixels.
+    attributes: scale-preserving object crops and attribute decoding.
+    roi_align: RoIAlign (aligned, sampling ratio 2) and FPN level assignment
+        (the TF twin for training is ``tfsp.data.roi_align_tf``).
+    rcnn: FPN anchors, RPN proposals, box-head decoding (Mask R-CNN's numpy
+        steps between its graphs); rcnn_masks: mask paste-back and keypoint
+        heatmap decoding into InstanceMasks and Poses.
 """

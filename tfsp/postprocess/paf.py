@@ -167,8 +167,19 @@ def _smooth(maps: np.ndarray, sigma: float) -> np.ndarray:
     return maps.astype(np.float32)
 
 
-def _subcell_offset(before: np.ndarray, centre: np.ndarray, after: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Vertex of the parabola through (-1, log before), (0, log centre), (1, log after), in cells."""
+def subcell_offset(before: np.ndarray, centre: np.ndarray, after: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Sub-cell peak offset: vertex of the parabola through (-1, log before), (0, log centre), (1, log after).
+
+    Args:
+        before: (...) float positive scores one cell before the peak along the axis.
+        centre: (...) float positive scores at the peak.
+        after: (...) float positive scores one cell after the peak.
+        inside: (...) bool, False where a neighbour is missing (map border): offset 0 there.
+
+    Returns:
+        (...) float64 offsets in cells, within +-0.5 (``MAX_SUBCELL_OFFSET``), 0 where not ``inside``, a score is not positive or the
+        parabola does not open downwards (used by the PAF parser and Mask R-CNN keypoint decoding).
+    """
     valid = inside & (before > 0) & (centre > 0) & (after > 0)
     logs = [np.log(np.where(valid, v, 1.0).astype(np.float64)) for v in (before, centre, after)]
     curvature = logs[0] - 2.0 * logs[1] + logs[2]
@@ -205,9 +216,9 @@ def find_peaks(heatmaps: np.ndarray, config: PafParserConfig = PafParserConfig()
     earlier = [padded[types, rows + di, cols + dj] for di, dj in ((0, 0), (0, 1), (0, 2), (1, 0))]
     keep = np.all([value < scores for value in earlier], axis=0)
     types, rows, cols, scores = types[keep], rows[keep], cols[keep], scores[keep]
-    dx = _subcell_offset(padded[types, rows + 1, cols], scores, padded[types, rows + 1, cols + 2],
+    dx = subcell_offset(padded[types, rows + 1, cols], scores, padded[types, rows + 1, cols + 2],
                          (cols > 0) & (cols < width - 1))
-    dy = _subcell_offset(padded[types, rows, cols + 1], scores, padded[types, rows + 2, cols + 1],
+    dy = subcell_offset(padded[types, rows, cols + 1], scores, padded[types, rows + 2, cols + 1],
                          (rows > 0) & (rows < height - 1))
     return types, np.stack([cols + 0.5 + dx, rows + 0.5 + dy], axis=1), scores
 
