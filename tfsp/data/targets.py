@@ -35,8 +35,8 @@ PAD_CLASS_ID = -1
 Example = dict[str, tf.Tensor]
 
 
-def _argmax_first(values: tf.Tensor, axis: int) -> tf.Tensor:
-    """Index of the maximum along ``axis``; ties resolve to the lowest index (int32)."""
+def argmax_first(values: tf.Tensor, axis: int) -> tf.Tensor:
+    """Index of the maximum along ``axis`` (0 or 1) of a 2-D tensor; ties resolve to the lowest index (int32)."""
     size = tf.shape(values)[axis]
     shape = [1, 1]
     shape[axis] = -1
@@ -121,7 +121,7 @@ def _bipartite_match(iou: tf.Tensor) -> tf.Tensor:
 
     def body(i, remaining, forced_gt):
         flat = tf.reshape(remaining, [1, -1])
-        best = _argmax_first(flat, axis=1)[0]
+        best = argmax_first(flat, axis=1)[0]
         anchor, box = best // num_boxes, best % num_boxes
         take = flat[0, best] > 0.0
         forced_gt = tf.where(take & tf.equal(anchor_ids, anchor), box, forced_gt)
@@ -157,7 +157,7 @@ def match_ssd_anchors(
         matched_gt (A,) int32 box index per anchor, positive (A,) bool, ignored (A,) bool.
     """
     iou = tf.where(valid[None, :], iou_matrix_xyxy(anchors_xyxy, gt_boxes_xyxy), -1.0)
-    best_gt = _argmax_first(iou, axis=1)
+    best_gt = argmax_first(iou, axis=1)
     best_iou = tf.reduce_max(iou, axis=1)
     matched = best_iou >= iou_threshold
 
