@@ -1,8 +1,9 @@
 """Dense pixel outputs to ``DenseMap`` on the original image (numpy only).
 
-A dense graph (:mod:`tfsp.models.dense`) predicts, per head it carries (``DenseHead``), a map on an
-F x F grid over the S x S model input (S = F * stride): ``semantic_logits`` (F, F, C + 1) raw class
-logits (channel 0 background, channel k + 1 foreground class id k) and/or ``depth`` (F, F, 1) metres. Decoding brings each map
+A dense graph (:mod:`tfsp.models.dense`) predicts, per head it carries (``DenseHead``), a map on
+an F x F grid over the S x S model input (S = F * stride): ``semantic_logits`` (F, F, C + 1) raw
+class logits (channel 0 background, channel k + 1 foreground class id k) and/or ``depth``
+(F, F, 1) metres. Decoding brings each map
 back to the original (H, W) image:
 
 1. **Resampling.** Every original pixel centre ``(x + 0.5, y + 0.5)`` is mapped through the

@@ -177,8 +177,9 @@ def subcell_offset(before: np.ndarray, centre: np.ndarray, after: np.ndarray, in
         inside: (...) bool, False where a neighbour is missing (map border): offset 0 there.
 
     Returns:
-        (...) float64 offsets in cells, within +-0.5 (``MAX_SUBCELL_OFFSET``), 0 where not ``inside``, a score is not positive or the
-        parabola does not open downwards (used by the PAF parser and Mask R-CNN keypoint decoding).
+        (...) float64 offsets in cells, within +-``MAX_SUBCELL_OFFSET``; 0 where not ``inside``, a
+        score is not positive or the parabola does not open downwards (used by the PAF parser and
+        Mask R-CNN keypoint decoding).
     """
     valid = inside & (before > 0) & (centre > 0) & (after > 0)
     logs = [np.log(np.where(valid, v, 1.0).astype(np.float64)) for v in (before, centre, after)]
