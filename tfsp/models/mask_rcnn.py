@@ -1,0 +1,266 @@
+"""Mask R-CNN with a keypoint head (He et al. ICCV 2017) on MobileNetV2 + FPN, as split graphs (Keras 3).
+
+The two-stage model runs as four plain convolutional graphs with numpy in between
+(``tfsp.postprocess.rcnn``, ``roi_align``, ``rcnn_masks``), so each graph exports to TFLite with
+builtin ops only, in fp32 and full int8::
+
+    image --build_stage1--> fpn_p{l}, rpn_objectness_p{l}, rpn_deltas_p{l}
+          --numpy: anchors, generate_proposals, multilevel_roi_align (7 x 7)-->
+    box_rois --build_box_head--> class_logits, box_deltas
+          --numpy: decode_box_head, multilevel_roi_align (14 x 14) of the detections-->
+    mask_rois --build_mask_head--> mask_logits          keypoint_rois --build_keypoint_head--> keypoint_logits
+
+Stage 1 (:func:`build_stage1`), in labelled sections:
+
+1. input ``image`` (B, S, S, 3) float32 RGB in [0, 255], normalised in the graph;
+2. MobileNetV2 maps C2..C5 at strides 4, 8, 16, 32 (``MOBILENET_V2_TAPS``);
+3. FPN top-down (Lin et al. 2017, detectron2's ``FPN``): 1x1 laterals, nearest 2x upsampling, add,
+   3x3 smoothing conv -> P2..P5; P6 = stride-2 subsampling of P5 (1x1 max-pool, detectron2's
+   ``LastLevelMaxPool``); every level has ``fpn_channels`` channels, level l stride ``2 ** l``;
+4. the RPN head, its weights shared by every level: 3x3 conv + ReLU, then a 1x1 conv to A
+   objectness logits and a 1x1 conv to 4A box deltas.
+
+Anchor order: at level l (map ``H_l x W_l``, ``H_l = S / 2 ** l``), objectness channel a is aspect
+ratio ``config.aspect_ratios[a]`` and deltas channel ``4 * a + k`` is coordinate k of
+``(dx, dy, dw, dh)`` for that aspect. So, per image, ``objectness.reshape(-1)`` (H_l * W_l * A,)
+and ``deltas.reshape(-1, 4)`` (H_l * W_l * A, 4) are in the (row, col, aspect) order, aspect
+fastest, of :func:`tfsp.postprocess.rcnn.generate_fpn_anchors` with :func:`fpn_anchor_config`.
+
+The heads take RoI features ``(R, s, s, F)`` cut from the FPN maps by
+:func:`tfsp.postprocess.roi_align.multilevel_roi_align` (R, the number of RoIs, is the batch axis):
+
+Heads (:mod:`tfsp.models.mask_rcnn_heads`):
+
+* box head (:func:`~tfsp.models.mask_rcnn_heads.build_box_head`): Flatten, 2 x Dense(``box_fc``) + ReLU, then ``class_logits``
+  (R, C + 1), index 0 background and ``k + 1`` class k, and ``box_deltas`` (R, 4C), class k's
+  ``(dx, dy, dw, dh)`` at ``4k .. 4k + 3``: ``box_deltas.reshape(R, C, 4)`` is what
+  :func:`tfsp.postprocess.rcnn.decode_box_head` takes;
+* mask head (:func:`~tfsp.models.mask_rcnn_heads.build_mask_head`): ``mask_head_convs`` x (3x3 conv + ReLU), a 2x2 stride-2
+  transposed conv + ReLU and a 1x1 conv to ``mask_logits`` (R, 2s, 2s, C) (class k in channel k; the
+  detection's class channel, through a sigmoid, is the (N, M, M) input of ``paste_masks``);
+* keypoint head (:func:`~tfsp.models.mask_rcnn_heads.build_keypoint_head`): ``keypoint_head_convs`` x (3x3 conv + ReLU), a 4x4
+  stride-2 transposed conv to K channels and a 2x bilinear resize, as detectron2's
+  ``KRCNNConvDeconvUpsampleHead``: ``keypoint_logits`` (R, 4s, 4s, K); transpose with
+  ``(0, 3, 1, 2)`` for :func:`tfsp.postprocess.rcnn_masks.decode_keypoint_heatmaps`.
+
+The mask and keypoint heads (the paper's "stage 3") are two separate graphs, each with one input,
+so each converts and quantises on its own. Only standard Keras layers are used
+(``keras.models.load_model(path, compile=False)`` needs no custom objects).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from tfsp.models.backbones import DEFAULT_BN_MOMENTUM, mobilenet_v2_features, normalise_image
+from tfsp.postprocess.rcnn import DEFAULT_ASPECT_RATIOS, DEFAULT_FPN_SIZES_PX, FpnAnchorConfig
+from tfsp.spec import INPUT_NAME
+from tfsp.structures import NUM_KEYPOINTS
+
+FPN_OUTPUT = "fpn_p{}"
+"""Stage-1 output: FPN map of level l, (B, S / 2**l, S / 2**l, F) float32."""
+RPN_OBJECTNESS_OUTPUT = "rpn_objectness_p{}"
+"""Stage-1 output: RPN objectness logits of level l, (B, H_l, W_l, A) float32."""
+RPN_DELTAS_OUTPUT = "rpn_deltas_p{}"
+"""Stage-1 output: RPN box deltas of level l, (B, H_l, W_l, 4A) float32."""
+
+BACKBONE_LEVELS = (2, 3, 4, 5)  # MobileNetV2 taps at strides 4, 8, 16, 32
+EXTRA_LEVEL = 6  # P6: stride-2 subsampling of P5 (no backbone tap)
+SUPPORTED_LEVELS = (*BACKBONE_LEVELS, EXTRA_LEVEL)
+P6_POOL_SIZE = 1  # detectron2's LastLevelMaxPool: max_pool2d(kernel_size=1, stride=2)
+UPSAMPLE_FACTOR = 2
+COORDS = 4  # (dx, dy, dw, dh)
+MASK_UPSAMPLE = 2  # mask head: one 2x transposed conv, 14 -> 28
+KEYPOINT_UPSAMPLE = 4  # keypoint head: 2x transposed conv then 2x bilinear, 14 -> 56
+# Output-layer initialisation as detectron2 (normal std): box-head class scores, box deltas and the
+# RPN/mask predictors, so untrained deltas are near 0 and untrained logits near uniform.
+RPN_INIT_STD = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskRcnnConfig:
+    """Mask R-CNN (+ keypoints) configuration shared by the four graphs.
+
+    Attributes:
+        input_size: square input side S in pixels, a multiple of ``2 ** max(levels)``.
+        num_classes: foreground classes C (the box head adds background at index 0).
+        alpha: MobileNetV2 width multiplier.
+        fpn_channels: F, channels of every FPN level, of the RPN conv and of the RoI features.
+        levels: FPN levels, consecutive within 2..6 and ending at 5 or 6; level l has stride
+            ``2 ** l``. Proposals and RoIAlign use the same levels.
+        anchor_sizes_px: per level, the anchor side in input pixels (``FpnAnchorConfig.sizes_px``).
+        aspect_ratios: anchor ratios h / w per location, in channel order; A = their count.
+        box_roi_size: s of the box head's (R, s, s, F) input (7).
+        box_fc: units of each of the box head's two fully connected layers.
+        mask_roi_size: s of the mask head's input (14); masks are 2s (28).
+        mask_head_channels: width of the mask head's convs and transposed conv.
+        mask_head_convs: 3x3 convs of the mask head (4).
+        keypoint_roi_size: s of the keypoint head's input (14); heatmaps are 4s (56).
+        keypoint_head_channels: width of the keypoint head's convs.
+        keypoint_head_convs: 3x3 convs of the keypoint head (detectron2: 8).
+        num_keypoints: K, keypoint heatmap channels (17 COCO keypoints).
+        bn_momentum: momentum of the backbone's batch-norm layers.
+        backbone_weights: optional local MobileNetV2 ``*_no_top.h5`` weights (never downloaded).
+    """
+
+    input_size: int = 512
+    num_classes: int = 4
+    alpha: float = 1.0
+    fpn_channels: int = 256
+    levels: tuple[int, ...] = SUPPORTED_LEVELS
+    anchor_sizes_px: tuple[float, ...] = DEFAULT_FPN_SIZES_PX
+    aspect_ratios: tuple[float, ...] = DEFAULT_ASPECT_RATIOS
+    box_roi_size: int = 7
+    box_fc: int = 1024
+    mask_roi_size: int = 14
+    mask_head_channels: int = 256
+    mask_head_convs: int = 4
+    keypoint_roi_size: int = 14
+    keypoint_head_channels: int = 512
+    keypoint_head_convs: int = 8
+    num_keypoints: int = NUM_KEYPOINTS
+    bn_momentum: float = DEFAULT_BN_MOMENTUM
+    backbone_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        levels = tuple(self.levels)
+        if (not levels or levels != tuple(range(levels[0], levels[0] + len(levels)))
+                or levels[0] < min(SUPPORTED_LEVELS) or levels[-1] not in (max(BACKBONE_LEVELS), EXTRA_LEVEL)):
+            raise ValueError(f"MaskRcnnConfig.levels must be consecutive within {SUPPORTED_LEVELS} and end at "
+                             f"{max(BACKBONE_LEVELS)} or {EXTRA_LEVEL}, got {self.levels!r}")
+        object.__setattr__(self, "levels", levels)
+        object.__setattr__(self, "anchor_sizes_px", tuple(float(s) for s in self.anchor_sizes_px))
+        object.__setattr__(self, "aspect_ratios", tuple(float(r) for r in self.aspect_ratios))
+        if self.input_size <= 0 or self.input_size % self.max_stride:
+            raise ValueError(f"MaskRcnnConfig.input_size must be a positive multiple of {self.max_stride}, "
+                             f"got {self.input_size}")
+        if self.alpha <= 0:
+            raise ValueError(f"MaskRcnnConfig.alpha must be positive, got {self.alpha}")
+        for name in ("num_classes", "fpn_channels", "box_roi_size", "box_fc", "mask_roi_size",
+                     "mask_head_channels", "keypoint_roi_size", "keypoint_head_channels", "num_keypoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MaskRcnnConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("mask_head_convs", "keypoint_head_convs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"MaskRcnnConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"MaskRcnnConfig.bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        fpn_anchor_config(self)  # validates anchor_sizes_px (one per level) and aspect_ratios
+
+    @property
+    def max_stride(self) -> int:
+        """Stride of the coarsest level, ``2 ** max(levels)``."""
+        return 2 ** self.levels[-1]
+
+    @property
+    def num_anchors(self) -> int:
+        """A, anchors per location (one per aspect ratio)."""
+        return len(self.aspect_ratios)
+
+    @property
+    def num_logits(self) -> int:
+        """Box-head classification logits: C + 1 (background first)."""
+        return self.num_classes + 1
+
+    @property
+    def mask_size(self) -> int:
+        """M, side of the mask logits (2 x mask_roi_size)."""
+        return MASK_UPSAMPLE * self.mask_roi_size
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the keypoint heatmaps (4 x keypoint_roi_size)."""
+        return KEYPOINT_UPSAMPLE * self.keypoint_roi_size
+
+    def map_size(self, level: int) -> int:
+        """Side ``S / 2 ** level`` of the level's FPN and RPN maps."""
+        return self.input_size // 2**level
+
+
+def fpn_anchor_config(config: MaskRcnnConfig) -> FpnAnchorConfig:
+    """The numpy anchors matching stage 1's RPN outputs (same levels, map sizes and aspect order)."""
+    return FpnAnchorConfig(image_size=config.input_size, levels=config.levels,
+                           sizes_px=config.anchor_sizes_px, aspect_ratios=config.aspect_ratios)
+
+
+def roi_feature_channels(config: MaskRcnnConfig) -> int:
+    """F, channels of the RoI features every head takes (the FPN width)."""
+    return config.fpn_channels
+
+
+def stage1_output_names(config: MaskRcnnConfig) -> tuple[str, ...]:
+    """Every stage-1 output name: per level, FPN map, RPN objectness, RPN deltas."""
+    return tuple(name.format(level) for level in config.levels
+                 for name in (FPN_OUTPUT, RPN_OBJECTNESS_OUTPUT, RPN_DELTAS_OUTPUT))
+
+
+MASK_RCNN_SYNTH_CONFIG = MaskRcnnConfig(
+    input_size=256, num_classes=4, alpha=0.35, fpn_channels=64, box_fc=256,
+    mask_head_channels=64, keypoint_head_channels=64, keypoint_head_convs=4)
+"""Small default for the embedded synthetic data (4 classes) on 2 CPU cores: 256 px input, P2..P6
+(64 x 64 .. 4 x 4), MobileNetV2 alpha 0.35, FPN 64 channels, narrow heads. Not yet tuned."""
+
+
+def normal_initializer(std: float) -> keras.initializers.Initializer:
+    """Zero-mean normal kernel initialiser with standard deviation ``std`` (detectron2's predictor init)."""
+    return keras.initializers.RandomNormal(stddev=std)
+
+
+def _fpn(maps: list, config: MaskRcnnConfig) -> dict:
+    """Top-down FPN on C2..C5; returns level -> (B, S / 2**l, S / 2**l, F) for ``config.levels``."""
+    channels = config.fpn_channels
+    inner = None
+    outputs = {}
+    for level, feature in zip(BACKBONE_LEVELS[::-1], maps[::-1]):
+        lateral = keras.layers.Conv2D(channels, 1, name=f"fpn_lateral_p{level}")(feature)
+        if inner is not None:
+            up = keras.layers.UpSampling2D(UPSAMPLE_FACTOR, interpolation="nearest", name=f"fpn_up_p{level}")(inner)
+            lateral = keras.layers.Add(name=f"fpn_add_p{level}")([lateral, up])
+        inner = lateral
+        if level >= config.levels[0]:
+            outputs[level] = keras.layers.Conv2D(channels, 3, padding="same", name=FPN_OUTPUT.format(level))(inner)
+        if level == config.levels[0]:
+            break
+    if EXTRA_LEVEL in config.levels:
+        outputs[EXTRA_LEVEL] = keras.layers.MaxPooling2D(P6_POOL_SIZE, strides=UPSAMPLE_FACTOR,
+                                                         name=FPN_OUTPUT.format(EXTRA_LEVEL))(outputs[EXTRA_LEVEL - 1])
+    return outputs
+
+
+def build_stage1(config: MaskRcnnConfig) -> keras.Model:
+    """Builds stage 1: backbone + FPN + RPN.
+
+    Args:
+        config: model configuration.
+
+    Returns:
+        ``keras.Model`` with input ``image`` (B, S, S, 3) float32 RGB in [0, 255] and dict outputs,
+        per level l of ``config.levels`` (H_l = W_l = S / 2**l): ``fpn_p{l}`` (B, H_l, W_l, F),
+        ``rpn_objectness_p{l}`` (B, H_l, W_l, A) logits and ``rpn_deltas_p{l}`` (B, H_l, W_l, 4A),
+        all float32; see the module docstring for the anchor order.
+    """
+    # 1. input
+    image = keras.Input((config.input_size, config.input_size, 3), name=INPUT_NAME)
+    # 2. backbone
+    strides = tuple(2**level for level in BACKBONE_LEVELS)
+    maps = mobilenet_v2_features(normalise_image(image), strides, alpha=config.alpha,
+                                 weights_path=config.backbone_weights, bn_momentum=config.bn_momentum)
+    # 3. FPN
+    pyramid = _fpn(maps, config)
+    # 4. RPN head, shared by every level
+    anchors = config.num_anchors
+    rpn_conv = keras.layers.Conv2D(config.fpn_channels, 3, padding="same", activation="relu",
+                                   kernel_initializer=normal_initializer(RPN_INIT_STD), name="rpn_conv")
+    rpn_objectness = keras.layers.Conv2D(anchors, 1, kernel_initializer=normal_initializer(RPN_INIT_STD), name="rpn_objectness")
+    rpn_deltas = keras.layers.Conv2D(COORDS * anchors, 1, kernel_initializer=normal_initializer(RPN_INIT_STD), name="rpn_deltas")
+    outputs = {}
+    for level in config.levels:
+        hidden = rpn_conv(pyramid[level])
+        outputs[FPN_OUTPUT.format(level)] = pyramid[level]
+        outputs[RPN_OBJECTNESS_OUTPUT.format(level)] = keras.layers.Identity(
+            name=RPN_OBJECTNESS_OUTPUT.format(level))(rpn_objectness(hidden))
+        outputs[RPN_DELTAS_OUTPUT.format(level)] = keras.layers.Identity(
+            name=RPN_DELTAS_OUTPUT.format(level))(rpn_deltas(hidden))
+    return keras.Model(image, outputs, name="mask_rcnn_stage1")
