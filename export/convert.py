@@ -8,6 +8,12 @@ renamed and reordered flatbuffer tensors (``StatefulPartitionedCall_1:0`` ...)
 never matter. The export checks the converted signature has exactly the spec's
 output names.
 
+Image graphs (one (None, S, S, 3) input) export with a static batch of
+``EXPORT_BATCH_SIZE`` and the input named ``INPUT_NAME``; full int8 takes uint8
+pixels at scale 1. Feature graphs (any other single input, e.g. the Mask R-CNN
+heads' RoI features) keep their input's name and a dynamic leading axis; full
+int8 takes int8 features at the scale calibrated on the given feature arrays.
+
 Graphs must run on builtin TFLite ops only. A graph that needs Select-TF
 (Flex) kernels is refused with ``UnsupportedOpsError`` naming the ops (found by
 converting once more with Select-TF allowed and reading the flatbuffer's
@@ -29,14 +35,18 @@ from tensorflow.lite.python.convert_phase import ConverterError
 
 from tfsp import __version__
 from tfsp.fileio import write_atomic
+from tfsp.runtime.runner import is_image_shape
 from tfsp.runtime.tflite_runner import TFLiteRunner, flex_operators
 from tfsp.spec import INPUT_NAME, ModelSpec, QuantMode, TensorInfo
 
 EXPORT_BATCH_SIZE = 1
-"""Static batch of exported graphs (on-device inference is one image at a time)."""
+"""Static batch of exported image graphs (on-device inference is one image at a time)."""
 
 INT8_INPUT_TYPE = tf.uint8
-"""int8 graphs take uint8 pixels: with input scale 1 and zero point 0, 0..255 images are exact."""
+"""int8 image graphs take uint8 pixels: with input scale 1 and zero point 0, 0..255 images are exact."""
+
+INT8_FEATURE_INPUT_TYPE = tf.int8
+"""int8 feature graphs take signed int8 features at their calibrated scale and zero point."""
 
 INT8_OUTPUT_TYPE = tf.int8
 """int8 graphs return int8 outputs, each with its own per-tensor scale (dequantised by the runner)."""
@@ -126,8 +136,14 @@ def _calibration_samples(images: np.ndarray) -> Iterator[list[np.ndarray]]:
         yield [sample]
 
 
+def _feature_calibration_samples(features: np.ndarray) -> Iterator[list[np.ndarray]]:
+    """Yields one-sample batches of the feature arrays as they are (the range is calibrated, not pinned)."""
+    for feature in features:
+        yield [np.array(feature, np.float32)[np.newaxis]]
+
+
 def _convert_saved_model(directory: str, settings: ConverterSettings, calibration: np.ndarray | None,
-                         allow_flex: bool = False) -> bytes:
+                         allow_flex: bool = False, image: bool = True) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(directory)
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if settings.full_integer else tf.lite.OpsSet.TFLITE_BUILTINS
     converter.target_spec.supported_ops = [builtins] + ([tf.lite.OpsSet.SELECT_TF_OPS] if allow_flex else [])
@@ -136,37 +152,55 @@ def _convert_saved_model(directory: str, settings: ConverterSettings, calibratio
     if settings.float16_weights:
         converter.target_spec.supported_types = [tf.float16]
     if settings.full_integer:
-        converter.representative_dataset = lambda: _calibration_samples(calibration)
-        converter.inference_input_type = INT8_INPUT_TYPE
+        samples = _calibration_samples if image else _feature_calibration_samples
+        converter.representative_dataset = lambda: samples(calibration)
+        converter.inference_input_type = INT8_INPUT_TYPE if image else INT8_FEATURE_INPUT_TYPE
         converter.inference_output_type = INT8_OUTPUT_TYPE
     return converter.convert()
 
 
-def convert_model(model: keras.Model, mode: QuantMode, calibration_images: np.ndarray | None = None) -> bytes:
-    """Converts a Keras model with one image input and dict outputs to TFLite bytes.
+def convert_model(model: keras.Model, mode: QuantMode, calibration: np.ndarray | None = None) -> bytes:
+    """Converts a Keras model with one input and dict outputs to TFLite bytes.
+
+    An input of shape (None, S, S, 3) is an image: the graph gets a static
+    batch of ``EXPORT_BATCH_SIZE``, its input is named ``INPUT_NAME`` and full
+    int8 takes uint8 pixels (scale 1, zero point 0). Any other input is a
+    feature tensor: it keeps its name and a dynamic leading axis, and full int8
+    takes int8 values at the scale and zero point calibrated on ``calibration``.
 
     Args:
-        model: Keras 3 model, input (None, S, S, 3) float32 RGB 0..255.
+        model: Keras 3 model with one float32 input: an image (None, S, S, 3)
+            RGB 0..255, or features (None, ...).
         mode: quantisation mode (``QUANT_SETTINGS``).
-        calibration_images: (N, S, S, 3) float32 RGB 0..255 preprocessed
-            images; required for ``QuantMode.INT8``, ignored otherwise.
+        calibration: required for ``QuantMode.INT8``, ignored otherwise.
+            Image graphs: (N, S, S, 3) float32 RGB 0..255 preprocessed images.
+            Feature graphs: (N, ...) float32 samples of the input (e.g. RoI
+            features from RoIAlign on stage-1 FPN maps).
 
     Returns:
         The ``.tflite`` flatbuffer (builtin ops only, signature ``serving_default``).
 
     Raises:
         UnsupportedOpsError: the graph needs Flex ops.
-        ExportError: missing calibration images, or the converter failed.
+        ExportError: not one input, missing calibration data, or the converter failed.
     """
     settings = QUANT_SETTINGS[mode]
-    size = int(model.input_shape[1])
-    if settings.full_integer and (calibration_images is None or len(calibration_images) == 0):
-        raise ExportError(f"--quant {mode.value} needs calibration images (pass --data DIR)")
-    signature = [tf.TensorSpec((EXPORT_BATCH_SIZE, size, size, 3), tf.float32, name=INPUT_NAME)]
+    if len(model.inputs) != 1:
+        raise ExportError(f"expected a model with one input, got {[tensor.name for tensor in model.inputs]}")
+    shape = tuple(model.inputs[0].shape)
+    image = is_image_shape(shape)
+    if settings.full_integer and (calibration is None or len(calibration) == 0):
+        what = "calibration images (pass --data DIR)" if image else f"calibration samples of {shape[1:]} features"
+        raise ExportError(f"--quant {mode.value} needs {what}")
+    if image:
+        size = int(shape[1])
+        signature = [tf.TensorSpec((EXPORT_BATCH_SIZE, size, size, 3), tf.float32, name=INPUT_NAME)]
+    else:
+        signature = [tf.TensorSpec((None, *shape[1:]), tf.float32, name=model.inputs[0].name)]
     with tempfile.TemporaryDirectory(prefix="tfsp_export_") as directory:
         model.export(directory, format="tf_saved_model", input_signature=signature, verbose=False)
         try:
-            data = _convert_saved_model(directory, settings, calibration_images)
+            data = _convert_saved_model(directory, settings, calibration, image=image)
         except ConverterError as error:
             try:  # Name the Flex ops, if that is the problem, from a Select-TF conversion.
                 flex = flex_operators(_convert_saved_model(directory, QUANT_SETTINGS[QuantMode.FP32], None, True))

@@ -1,13 +1,13 @@
-"""Tests for tfsp.models.mask_rcnn: names, shapes, anchor order, numpy chain, builtin TFLite fp32 parity and int8."""
+"""Tests for tfsp.models.mask_rcnn: names, shapes, anchor order, numpy chain, builtin TFLite fp32 parity and int8.
+
+The heads convert with ``convert_model`` as feature graphs and run through ``TFLiteRunner.run_features``.
+"""
 
 import dataclasses
-import tempfile
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 from export.convert import convert_model
 from tfsp.models import mask_rcnn
@@ -20,7 +20,7 @@ from tfsp.postprocess.rcnn import (BoxHeadConfig, RpnProposalConfig, decode_box_
 from tfsp.postprocess.rcnn_masks import decode_keypoint_heatmaps, paste_masks
 from tfsp.postprocess.roi_align import multilevel_roi_align
 from tfsp.runtime.tflite_runner import TFLiteRunner, list_operators
-from tfsp.spec import INPUT_NAME, QuantMode
+from tfsp.spec import DYNAMIC_DIM, INPUT_NAME, QuantMode, TensorInfo
 
 SIZE = 64
 TINY_CONFIG = mask_rcnn.MaskRcnnConfig(
@@ -88,37 +88,6 @@ def _head(kind: str) -> keras.Model:
     builder, layers = HEADS[kind]
     model = builder(TINY_CONFIG)
     return _rescale(model, _features(model, 4, seed=1), layers)
-
-
-def _convert_head(model: keras.Model, calibration: np.ndarray | None = None) -> bytes:
-    """fp32, or full int8 (int8 in and out) with ``calibration``; a dynamic RoI axis, signature names kept."""
-    signature = [tf.TensorSpec((None, *model.input.shape[1:]), tf.float32, name=model.input.name)]
-    with tempfile.TemporaryDirectory() as directory:
-        model.export(directory, format="tf_saved_model", input_signature=signature, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if calibration is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.representative_dataset = lambda: ([sample[None]] for sample in calibration)
-            converter.inference_input_type = converter.inference_output_type = tf.int8
-        return converter.convert()
-
-
-def _run_head(data: bytes, name: str, values: np.ndarray) -> dict[str, np.ndarray]:
-    """Runs a converted head on (R, s, s, F) float features, (de)quantising int8 tensors."""
-    interpreter = Interpreter(model_content=data)
-    runner = interpreter.get_signature_runner("serving_default")
-    detail = runner.get_input_details()[name]
-    if detail["dtype"] == np.int8:
-        scale, zero = detail["quantization"]
-        values = np.clip(np.round(values / scale) + zero, -128, 127).astype(np.int8)
-    raw = runner(**{name: values})
-    result = {}
-    for key, output in runner.get_output_details().items():
-        scale, zero = output["quantization"]
-        result[key] = (raw[key].astype(np.float32) - zero) * scale if output["dtype"] == np.int8 else raw[key]
-    return result
 
 
 def _assert_builtin(data: bytes) -> None:
@@ -228,12 +197,15 @@ def test_head_converts_to_builtin_fp32_with_any_roi_count(kind, tmp_path):
     model = _head(kind)
     model.save(tmp_path / f"{kind}.keras")
     loaded = keras.models.load_model(tmp_path / f"{kind}.keras", compile=False)
-    data = _convert_head(loaded)
+    data = convert_model(loaded, QuantMode.FP32)  # raises on Flex ops
     _assert_builtin(data)
+    runner = TFLiteRunner(data)
+    assert runner.input_size is None
+    assert runner.inputs == (TensorInfo(model.input.name, "float32", (DYNAMIC_DIM, *model.input.shape[1:])),)
     for count in (1, NUM_ROIS):
         features = _features(model, count, seed=count)
         expected = model.predict_on_batch(features)
-        got = _run_head(data, model.input.name, features)
+        got = runner.run_features(features)
         assert set(got) == set(expected)
         for name in expected:
             assert expected[name].std() > 0.3, name
@@ -252,10 +224,15 @@ def test_stage1_converts_to_builtin_int8(stage1):
 @pytest.mark.parametrize("kind", sorted(HEADS))
 def test_head_converts_to_builtin_int8(kind):
     model = _head(kind)
-    data = _convert_head(model, _features(model, CALIBRATION_SAMPLES, seed=6))
+    data = convert_model(model, QuantMode.INT8, _features(model, CALIBRATION_SAMPLES, seed=6))
     _assert_builtin(data)
+    runner = TFLiteRunner(data)
+    (features_info,) = runner.inputs
+    assert features_info.name == model.input.name and features_info.shape[0] == DYNAMIC_DIM
+    assert features_info.dtype == "int8" and features_info.scale != pytest.approx(1.0, abs=0.1)
+    assert all(info.dtype == "int8" for info in runner.outputs)
     features = _features(model, NUM_ROIS, seed=7)
-    got = _run_head(data, model.input.name, features)
+    got = runner.run_features(features)
     _assert_correlated(got, model.predict_on_batch(features), INT8_HEAD_MIN_CORRELATION)
 
 

@@ -10,7 +10,7 @@ from tfsp.postprocess.ssd import SsdPostprocessConfig, decode_ssd
 from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.runner import Runner, check_images, open_runner
 from tfsp.runtime.tflite_runner import TFLiteRunner, dequantize, flex_operators, list_operators, quantize
-from tfsp.spec import QuantMode, TensorInfo
+from tfsp.spec import DYNAMIC_DIM, QuantMode, TensorInfo
 
 SIZE = 64
 NUM_CLASSES = 3
@@ -20,6 +20,8 @@ RAW_ATOL = 1e-4  # Keras vs TFLite fp32, raw outputs
 BOX_RTOL = 1e-3  # Keras vs TFLite fp32, decoded boxes (relative)
 # Low threshold so many (anchor, class) pairs survive and NMS has work to do.
 POSTPROCESS = SsdPostprocessConfig(score_threshold=0.2, iou_threshold=0.45, max_detections=50)
+FEATURE_SHAPE = (5, 5, 6)  # RoI-feature-like input: not an image
+INT8_MIN_CORRELATION = 0.99  # int8 vs Keras float, per output of the tiny feature graph
 
 
 def _tiny_ssd() -> keras.Model:
@@ -39,6 +41,20 @@ def _tiny_ssd() -> keras.Model:
     outputs = {"box_deltas": keras.layers.Concatenate(axis=1, name="box_deltas")(boxes),
                "class_logits": keras.layers.Concatenate(axis=1, name="class_logits")(logits)}
     return keras.Model(image, outputs)
+
+
+def _tiny_feature_model() -> keras.Model:
+    """Feature-input functional model: rois (R, 5, 5, 6) signed floats -> logits (R, 3), maps (R, 5, 5, 2)."""
+    keras.utils.set_random_seed(0)
+    rois = keras.Input(FEATURE_SHAPE, name="rois")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(rois)
+    maps = keras.layers.Conv2D(2, 1, name="maps")(x)
+    logits = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(x))
+    return keras.Model(rois, {"logits": logits, "maps": maps})
+
+
+def _features(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, 1.0, (count, *FEATURE_SHAPE)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +132,38 @@ def test_open_runner_rejects_unknown_files(tmp_path):
         open_runner(tmp_path / "model.onnx")
     with pytest.raises(FileNotFoundError):
         open_runner(tmp_path / "missing.tflite")
+
+
+def test_feature_input_graph_runs_on_both_runners():
+    model = _tiny_feature_model()
+    keras_runner = KerasRunner(model)
+    fp32 = TFLiteRunner(convert_model(model, QuantMode.FP32), num_threads=1)
+    int8 = TFLiteRunner(convert_model(model, QuantMode.INT8, _features(8, seed=1)), num_threads=1)
+    assert keras_runner.input_size is fp32.input_size is int8.input_size is None
+    assert fp32.inputs == (TensorInfo("rois", "float32", (DYNAMIC_DIM, *FEATURE_SHAPE)),)
+    (rois,) = int8.inputs
+    assert (rois.name, rois.dtype, rois.shape) == ("rois", "int8", (DYNAMIC_DIM, *FEATURE_SHAPE))
+    assert 0.0 < rois.scale < 0.5  # calibrated on N(0, 1) features, not the images' scale 1
+    assert all(info.dtype == "int8" for info in int8.outputs)
+    for count in (1, 3):  # dynamic RoI axis
+        features = _features(count, seed=count)
+        expected = keras_runner.run_features(features)
+        got, quantised = fp32.run_features(features), int8.run_features(features)
+        assert set(expected) == set(got) == set(quantised) == {"logits", "maps"}
+        for name in expected:
+            assert got[name].shape == expected[name].shape and got[name].dtype == np.float32
+            assert expected[name].std() > 0.05, name  # non-trivial outputs
+            np.testing.assert_allclose(got[name], expected[name], atol=RAW_ATOL, rtol=RAW_ATOL, err_msg=name)
+            correlation = np.corrcoef(quantised[name].ravel(), expected[name].ravel())[0, 1]
+            assert correlation > INT8_MIN_CORRELATION, (name, correlation)
+
+
+def test_feature_input_validation():
+    model = _tiny_feature_model()
+    for runner in (KerasRunner(model), TFLiteRunner(convert_model(model, QuantMode.FP32))):
+        with pytest.raises(ValueError, match="run_features"):
+            runner(np.zeros((1, 5, 5, 3), np.float32))
+        with pytest.raises(ValueError, match=r"\(B, 5, 5, 6\)"):
+            runner.run_features(np.zeros((1, 5, 5, 3), np.float32))
+        with pytest.raises(ValueError, match="float32"):
+            runner.run_features(np.zeros((1, *FEATURE_SHAPE), np.float64))

@@ -26,13 +26,18 @@ IMAGE_CHANNELS = 3
 class Runner(Protocol):
     """A graph that maps a batch of images to raw outputs by name.
 
+    Graphs whose single input is not an image (e.g. Mask R-CNN heads on RoI
+    features) are run with the runners' ``run_features`` instead, which is not
+    part of this protocol.
+
     Attributes:
-        input_size: square input side S in pixels.
+        input_size: square input side S in pixels; None when the graph's
+            input is not an image.
         output_names: names of the outputs ``__call__`` returns.
     """
 
     @property
-    def input_size(self) -> int: ...
+    def input_size(self) -> int | None: ...
 
     @property
     def output_names(self) -> tuple[str, ...]: ...
@@ -71,6 +76,42 @@ def check_images(images: np.ndarray, input_size: int) -> np.ndarray:
         raise ValueError(f"images must have shape (B, {input_size}, {input_size}, {IMAGE_CHANNELS}) "
                          f"with B >= 1, got {images.shape}")
     return np.ascontiguousarray(images)
+
+
+def is_image_shape(shape: tuple[int | None, ...]) -> bool:
+    """Whether an input shape is an image batch (B, S, S, 3) with a fixed square side S.
+
+    Args:
+        shape: the input's dimensions, batch first; ``None`` or a negative
+            number (``DYNAMIC_DIM``) where decided at run time.
+    """
+    return (len(shape) == 4 and shape[1] is not None and shape[1] > 0 and shape[1] == shape[2]
+            and shape[3] == IMAGE_CHANNELS)
+
+
+def check_features(features: np.ndarray, shape: tuple[int | None, ...]) -> np.ndarray:
+    """Validates a batch for a feature-input graph (e.g. Mask R-CNN RoI features).
+
+    Args:
+        features: (B, ...) float32 array, B >= 1.
+        shape: the graph input's shape, batch first; ``None`` or a negative
+            number (``DYNAMIC_DIM``) matches any size on that axis.
+
+    Returns:
+        ``features`` as a C-contiguous float32 array (no copy when already so).
+
+    Raises:
+        ValueError: wrong dtype, rank or shape.
+    """
+    if not isinstance(features, np.ndarray) or features.dtype != np.float32:
+        raise ValueError(f"features must be a float32 numpy array, got "
+                         f"{getattr(features, 'dtype', type(features).__name__)}")
+    fits = features.ndim == len(shape) and all(
+        want is None or want < 0 or got == want for got, want in zip(features.shape[1:], shape[1:]))
+    if not fits or features.shape[0] == 0:
+        expected = ", ".join("?" if d is None or d < 0 else str(d) for d in shape[1:])
+        raise ValueError(f"features must have shape (B, {expected}) with B >= 1, got {features.shape}")
+    return np.ascontiguousarray(features)
 
 
 def open_runner(path: str | os.PathLike, num_threads: int | None = None) -> Runner:

@@ -4,8 +4,12 @@ Outputs are looked up through the model's *signature* (``serving_default``), so
 they come back under the names the Keras graph gave them even though the
 converter renames and reorders the underlying tensors
 (``StatefulPartitionedCall_1:0`` ...). Integer graphs are fed and read in float:
-the runner quantises the float32 image with the input tensor's scale and zero
+the runner quantises the float32 input with the input tensor's scale and zero
 point and dequantises every integer output (``real = scale * (q - zero_point)``).
+
+Most graphs take one (B, S, S, 3) image (``__call__``); a graph whose single
+input is a feature tensor (the Mask R-CNN heads' RoI features) runs through
+``run_features``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
-from tfsp.runtime.runner import check_images
+from tfsp.runtime.runner import check_features, check_images, is_image_shape
 from tfsp.spec import DYNAMIC_DIM, NOT_QUANTIZED_SCALE, TensorInfo
 
 SERVING_SIGNATURE = "serving_default"
@@ -102,7 +106,7 @@ class TFLiteRunner:
             model's only signature.
 
     Raises:
-        ValueError: no usable signature, or its input is not one (B, S, S, 3) image.
+        ValueError: no usable signature, or it has more than one input.
     """
 
     def __init__(self, model: str | os.PathLike | bytes, num_threads: int | None = None,
@@ -122,17 +126,14 @@ class TFLiteRunner:
         self._runner = interpreter.get_signature_runner(signature_key)
         (input_name, input_details), *extra = self._runner.get_input_details().items()
         if extra:
-            raise ValueError(f"expected one image input, got {[input_name] + [name for name, _ in extra]}")
+            raise ValueError(f"expected one input, got {[input_name] + [name for name, _ in extra]}")
         self._input = _tensor_info(input_name, input_details)
-        shape = self._input.shape
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
-            raise ValueError(f"input {input_name!r} must be (B, S, S, 3), got {shape}")
         self._outputs = tuple(_tensor_info(name, d) for name, d in self._runner.get_output_details().items())
 
     @property
-    def input_size(self) -> int:
-        """Square input side S in pixels."""
-        return self._input.shape[1]
+    def input_size(self) -> int | None:
+        """Square input side S in pixels; None when the input is not a (B, S, S, 3) image."""
+        return self._input.shape[1] if is_image_shape(self._input.shape) else None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -141,7 +142,7 @@ class TFLiteRunner:
 
     @property
     def inputs(self) -> tuple[TensorInfo, ...]:
-        """The image input: name, dtype, shape and quantisation."""
+        """The input (image or features): name, dtype, shape and quantisation."""
         return (self._input,)
 
     @property
@@ -157,20 +158,44 @@ class TFLiteRunner:
 
         Returns:
             Output name -> float32 array with leading dimension B.
+
+        Raises:
+            ValueError: wrong images, or the graph's input is not an image (use ``run_features``).
         """
-        images = check_images(images, self.input_size)
+        if self.input_size is None:
+            raise ValueError(f"graph input {self._input.name!r} {self._input.shape} is not a (B, S, S, 3) image; "
+                             "run it with run_features")
+        return self._run(check_images(images, self.input_size))
+
+    def run_features(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs a graph on a float feature batch, (de)quantising integer inputs/outputs.
+
+        Args:
+            features: (B, ...) float32, the input's shape after the batch axis
+                (e.g. (R, 7, 7, F) RoI features for a Mask R-CNN box head).
+
+        Returns:
+            Output name -> float32 array with leading dimension B.
+
+        Raises:
+            ValueError: wrong dtype or shape, or B does not fit a fixed batch.
+        """
+        return self._run(check_features(features, self._input.shape))
+
+    def _run(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Feeds a checked batch whole (dynamic or equal batch) or one sample at a time (batch 1)."""
         batch = self._input.shape[0]
-        if batch == DYNAMIC_DIM or batch == len(images):
-            chunks = [images]
+        if batch == DYNAMIC_DIM or batch == len(values):
+            chunks = [values]
         elif batch == 1:
-            chunks = [images[i : i + 1] for i in range(len(images))]
+            chunks = [values[i : i + 1] for i in range(len(values))]
         else:
-            raise ValueError(f"model has a fixed batch of {batch}, got {len(images)} images")
+            raise ValueError(f"model has a fixed batch of {batch}, got a batch of {len(values)}")
         results = [self._invoke(chunk) for chunk in chunks]
         return {info.name: np.concatenate([r[info.name] for r in results]) for info in self._outputs}
 
-    def _invoke(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        feed = quantize(images, self._input) if self._input.quantized else images
+    def _invoke(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        feed = quantize(values, self._input) if self._input.quantized else values
         raw = self._runner(**{self._input.name: feed})
         return {info.name: dequantize(raw[info.name], info) if info.quantized
                 else np.asarray(raw[info.name], np.float32) for info in self._outputs}
