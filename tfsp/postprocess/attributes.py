@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tfsp.postprocess.boxes import box_list_xyxy
 from tfsp.runtime.preprocess import LETTERBOX_PAD_VALUE
 from tfsp.structures import Attributes
 
@@ -69,15 +70,6 @@ class AttributeCropConfig:
         return self.crop_size / self.canvas_px
 
 
-def _boxes(boxes_xyxy: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(boxes_xyxy, np.float32)
-    if boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes_xyxy must have shape (N, 4), got {boxes.shape}")
-    return boxes
-
-
 def crop_windows_xyxy(boxes_xyxy: np.ndarray, config: AttributeCropConfig) -> np.ndarray:
     """Square crop windows centred on the boxes.
 
@@ -89,7 +81,7 @@ def crop_windows_xyxy(boxes_xyxy: np.ndarray, config: AttributeCropConfig) -> np
         (N, 4) float32 ``[x0, y0, x1, y1]`` windows in model-input pixels with side
         ``max(canvas_px, (1 + 2 * context) * max(w, h, 0))``; may extend past the image.
     """
-    boxes = _boxes(boxes_xyxy)
+    boxes = box_list_xyxy(boxes_xyxy)
     centre_x = (boxes[:, 0] + boxes[:, 2]) * np.float32(0.5)
     centre_y = (boxes[:, 1] + boxes[:, 3]) * np.float32(0.5)
     longest = np.maximum(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]), np.float32(0.0))

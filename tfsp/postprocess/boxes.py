@@ -51,6 +51,20 @@ def _check_last_dim(boxes: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must have shape [..., 4], got {boxes.shape}")
 
 
+def box_list_xyxy(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """``boxes_xyxy`` as an (N, 4) float32 array (an empty input becomes (0, 4)).
+
+    Raises:
+        ValueError: not (N, 4).
+    """
+    boxes = np.asarray(boxes_xyxy, np.float32)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes_xyxy must have shape (N, 4), got {boxes.shape}")
+    return boxes
+
+
 def area_xyxy(boxes_xyxy: np.ndarray) -> np.ndarray:
     """Area of boxes; boxes with ``x1 < x0`` or ``y1 < y0`` have area 0.
 

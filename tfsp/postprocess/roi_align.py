@@ -35,6 +35,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from tfsp.postprocess.boxes import box_list_xyxy
+
 DEFAULT_SAMPLING_RATIO = 2
 """Sample points per bin side (Detectron2's Mask R-CNN default ``POOLER_SAMPLING_RATIO``)."""
 
@@ -57,15 +59,6 @@ def check_roi_sizes(output_size: int, sampling_ratio: int) -> None:
     for name, value in (("output_size", output_size), ("sampling_ratio", sampling_ratio)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _boxes(boxes_xyxy: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(boxes_xyxy, np.float32)
-    if boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes_xyxy must have shape (N, 4), got {boxes.shape}")
-    return boxes
 
 
 def level_area_thresholds(min_level: int, max_level: int) -> np.ndarray:
@@ -155,7 +148,7 @@ def roi_align(features: np.ndarray, boxes_xyxy: np.ndarray, output_size: int,
     values = np.asarray(features, np.float32)
     if values.ndim != 3 or values.shape[0] < 1 or values.shape[1] < 1:
         raise ValueError(f"features must have shape (H, W, C) with H, W >= 1, got {values.shape}")
-    boxes = _boxes(boxes_xyxy)
+    boxes = box_list_xyxy(boxes_xyxy)
     height, width = values.shape[:2]
     total = np.zeros((boxes.shape[0], output_size, output_size, values.shape[2]), np.float32)
     for ky in range(sampling_ratio):
@@ -210,7 +203,7 @@ def multilevel_roi_align(features_by_level: Mapping[int, np.ndarray], boxes_xyxy
     if len(channels) != 1 or any(values.ndim != 3 for values in maps.values()):
         raise ValueError(f"every level must be (H, W, C) with one C, got {[v.shape for v in maps.values()]}")
     check_roi_sizes(output_size, sampling_ratio)
-    boxes = _boxes(boxes_xyxy)
+    boxes = box_list_xyxy(boxes_xyxy)
     assigned = assign_fpn_levels(boxes, levels[0], levels[-1])
     result = np.zeros((boxes.shape[0], output_size, output_size, channels.pop()), np.float32)
     for level in levels:
