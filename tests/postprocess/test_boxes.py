@@ -200,3 +200,13 @@ def test_batched_nms_classes_do_not_suppress_each_other():
     assert kept.tolist() == [1, 2]
     with pytest.raises(ValueError, match="class_ids"):
         box_ops.batched_nms(boxes, scores, np.array([0.0, 1.0, 2.0]), 0.5)
+
+
+def test_box_list_xyxy_shapes_and_errors():
+    from tfsp.postprocess.boxes import box_list_xyxy
+
+    assert box_list_xyxy([]).shape == (0, 4) and box_list_xyxy(np.zeros((0,))).dtype == np.float32
+    boxes = box_list_xyxy([[0, 1, 2, 3]])
+    assert boxes.dtype == np.float32 and boxes.tolist() == [[0.0, 1.0, 2.0, 3.0]]
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        box_list_xyxy(np.zeros((2, 3)))
