@@ -34,7 +34,8 @@ def _device_modules() -> list[str]:
     names = ["tfsp", "tfsp.structures", "tfsp.spec", "tfsp.viz", "tfsp.cli", "tfsp.fileio", "tfsp.data.keypoints",
              "tfsp.runtime.preprocess", "tfsp.runtime.runner", "tfsp.runtime.tflite_runner",
              "tfsp.runtime.detection", "tfsp.runtime.pose", "tfsp.runtime.timing", "tfsp.data.pose_fields",
-             "tfsp.runtime.dense", "tfsp.runtime.attributes", "tfsp.spec_builders", "tfsp.spec_json",
+             "tfsp.runtime.dense", "tfsp.runtime.attributes", "tfsp.runtime.mask_rcnn", "tfsp.spec_builders",
+             "tfsp.spec_json",
              "tfsp.dense_metrics", "tfsp.postprocess", "tfsp.attribute_metrics"]
     names += [f"tfsp.postprocess.{m.name}" for m in pkgutil.iter_modules([str(REPO / "tfsp/postprocess")])]
     edge = REPO / "edge_demo"
