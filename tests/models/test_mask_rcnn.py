@@ -12,8 +12,8 @@ import pytest
 from export.convert import convert_model
 from tfsp.models import mask_rcnn
 from tfsp.models import mask_rcnn_heads
-from tfsp.models.mask_rcnn import FPN_OUTPUT, RPN_DELTAS_OUTPUT, RPN_OBJECTNESS_OUTPUT
-from tfsp.models.mask_rcnn_heads import KEYPOINT_LOGITS, MASK_LOGITS
+from tfsp.postprocess.rcnn import BOX_ROIS_INPUT, FPN_OUTPUT, RPN_DELTAS_OUTPUT, RPN_OBJECTNESS_OUTPUT
+from tfsp.postprocess.rcnn_masks import KEYPOINT_LOGITS, KEYPOINT_ROIS_INPUT, MASK_LOGITS, MASK_ROIS_INPUT
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS
 from tfsp.postprocess.rcnn import (BoxHeadConfig, RpnProposalConfig, decode_box_head, fpn_feature_map_sizes,
                                    generate_fpn_anchors, generate_proposals)
@@ -116,9 +116,9 @@ def test_stage1_outputs_are_named_and_shaped(stage1):
 
 
 @pytest.mark.parametrize("kind, name, shape", [
-    ("box", mask_rcnn_heads.BOX_ROIS_INPUT, {CLASS_LOGITS: (4,), BOX_DELTAS: (12,)}),
-    ("mask", mask_rcnn_heads.MASK_ROIS_INPUT, {MASK_LOGITS: (28, 28, 3)}),
-    ("keypoint", mask_rcnn_heads.KEYPOINT_ROIS_INPUT, {KEYPOINT_LOGITS: (56, 56, 17)}),
+    ("box", BOX_ROIS_INPUT, {CLASS_LOGITS: (4,), BOX_DELTAS: (12,)}),
+    ("mask", MASK_ROIS_INPUT, {MASK_LOGITS: (28, 28, 3)}),
+    ("keypoint", KEYPOINT_ROIS_INPUT, {KEYPOINT_LOGITS: (56, 56, 17)}),
 ])
 def test_heads_are_named_and_shaped(kind, name, shape):
     model = HEADS[kind][0](TINY_CONFIG)

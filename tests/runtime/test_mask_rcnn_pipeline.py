@@ -19,12 +19,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfsp.postprocess.rcnn import BoxHeadConfig, FpnAnchorConfig, RpnProposalConfig
+from tfsp.postprocess.rcnn import (
+    FPN_OUTPUT,
+    RPN_DELTAS_OUTPUT,
+    RPN_OBJECTNESS_OUTPUT,
+    BoxHeadConfig,
+    FpnAnchorConfig,
+    RpnProposalConfig,
+)
+from tfsp.postprocess.rcnn_masks import KEYPOINT_LOGITS, MASK_LOGITS
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS
 from tfsp.runtime.mask_rcnn import (
     GRAPH_STEPS,
-    KEYPOINT_LOGITS,
-    MASK_LOGITS,
     NUMPY_STEPS,
     STEP_NAMES,
     MaskRcnnPipeline,
@@ -214,19 +220,14 @@ def test_config_and_runner_validation():
         MaskRcnnResult(result.detections, result.masks, result.poses, np.array([5]))
 
 
-def test_names_match_the_model_modules():
+def test_pipeline_config_matches_the_model_config():
     pytest.importorskip("keras")
     from tfsp.models import mask_rcnn as model
-    from tfsp.models import mask_rcnn_heads as heads
-    from tfsp.runtime import mask_rcnn as runtime
 
-    for name in ("FPN_OUTPUT", "RPN_OBJECTNESS_OUTPUT", "RPN_DELTAS_OUTPUT", "COORDS"):
-        assert getattr(runtime, name) == getattr(model, name)
-    assert (runtime.MASK_LOGITS, runtime.KEYPOINT_LOGITS) == (heads.MASK_LOGITS, heads.KEYPOINT_LOGITS)
     synth = model.MASK_RCNN_SYNTH_CONFIG
     config = MaskRcnnPipelineConfig.from_model_config(synth, ("person", "a", "b", "c"))
     assert config.anchors == model.fpn_anchor_config(synth)
     assert (config.box_roi_size, config.mask_roi_size, config.keypoint_roi_size) == (7, 14, 14)
     stage1_names = {name.format(level) for level in config.levels
-                    for name in (runtime.FPN_OUTPUT, runtime.RPN_OBJECTNESS_OUTPUT, runtime.RPN_DELTAS_OUTPUT)}
+                    for name in (FPN_OUTPUT, RPN_OBJECTNESS_OUTPUT, RPN_DELTAS_OUTPUT)}
     assert stage1_names == set(model.stage1_output_names(synth))

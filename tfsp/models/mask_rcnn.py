@@ -55,23 +55,23 @@ import dataclasses
 import keras
 
 from tfsp.models.backbones import DEFAULT_BN_MOMENTUM, mobilenet_v2_features, normalise_image
-from tfsp.postprocess.rcnn import DEFAULT_ASPECT_RATIOS, DEFAULT_FPN_SIZES_PX, FpnAnchorConfig
+from tfsp.postprocess.rcnn import (
+    BOX_COORDS,
+    DEFAULT_ASPECT_RATIOS,
+    DEFAULT_FPN_SIZES_PX,
+    FPN_OUTPUT,
+    RPN_DELTAS_OUTPUT,
+    RPN_OBJECTNESS_OUTPUT,
+    FpnAnchorConfig,
+)
 from tfsp.spec import INPUT_NAME
 from tfsp.structures import NUM_KEYPOINTS
-
-FPN_OUTPUT = "fpn_p{}"
-"""Stage-1 output: FPN map of level l, (B, S / 2**l, S / 2**l, F) float32."""
-RPN_OBJECTNESS_OUTPUT = "rpn_objectness_p{}"
-"""Stage-1 output: RPN objectness logits of level l, (B, H_l, W_l, A) float32."""
-RPN_DELTAS_OUTPUT = "rpn_deltas_p{}"
-"""Stage-1 output: RPN box deltas of level l, (B, H_l, W_l, 4A) float32."""
 
 BACKBONE_LEVELS = (2, 3, 4, 5)  # MobileNetV2 taps at strides 4, 8, 16, 32
 EXTRA_LEVEL = 6  # P6: stride-2 subsampling of P5 (no backbone tap)
 SUPPORTED_LEVELS = (*BACKBONE_LEVELS, EXTRA_LEVEL)
 P6_POOL_SIZE = 1  # detectron2's LastLevelMaxPool: max_pool2d(kernel_size=1, stride=2)
 UPSAMPLE_FACTOR = 2
-COORDS = 4  # (dx, dy, dw, dh)
 MASK_UPSAMPLE = 2  # mask head: one 2x transposed conv, 14 -> 28
 KEYPOINT_UPSAMPLE = 4  # keypoint head: 2x transposed conv then 2x bilinear, 14 -> 56
 # Output-layer initialisation as detectron2 (normal std): box-head class scores, box deltas and the
@@ -254,7 +254,7 @@ def build_stage1(config: MaskRcnnConfig) -> keras.Model:
     rpn_conv = keras.layers.Conv2D(config.fpn_channels, 3, padding="same", activation="relu",
                                    kernel_initializer=normal_initializer(RPN_INIT_STD), name="rpn_conv")
     rpn_objectness = keras.layers.Conv2D(anchors, 1, kernel_initializer=normal_initializer(RPN_INIT_STD), name="rpn_objectness")
-    rpn_deltas = keras.layers.Conv2D(COORDS * anchors, 1, kernel_initializer=normal_initializer(RPN_INIT_STD), name="rpn_deltas")
+    rpn_deltas = keras.layers.Conv2D(BOX_COORDS * anchors, 1, kernel_initializer=normal_initializer(RPN_INIT_STD), name="rpn_deltas")
     outputs = {}
     for level in config.levels:
         hidden = rpn_conv(pyramid[level])

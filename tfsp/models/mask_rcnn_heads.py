@@ -10,20 +10,16 @@ from __future__ import annotations
 import keras
 
 from tfsp.models.mask_rcnn import (
-    COORDS,
     MASK_UPSAMPLE,
     UPSAMPLE_FACTOR,
     MaskRcnnConfig,
     normal_initializer,
     roi_feature_channels,
 )
+from tfsp.postprocess.rcnn import BOX_COORDS, BOX_ROIS_INPUT
+from tfsp.postprocess.rcnn_masks import KEYPOINT_LOGITS, KEYPOINT_ROIS_INPUT, MASK_LOGITS, MASK_ROIS_INPUT
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS
 
-BOX_ROIS_INPUT = "box_rois"
-MASK_ROIS_INPUT = "mask_rois"
-KEYPOINT_ROIS_INPUT = "keypoint_rois"
-MASK_LOGITS = "mask_logits"
-KEYPOINT_LOGITS = "keypoint_logits"
 KEYPOINT_DECONV_KERNEL = 4  # detectron2's KRCNNConvDeconvUpsampleHead
 CLASS_LOGITS_INIT_STD = 0.01
 BOX_DELTAS_INIT_STD = 0.001
@@ -51,7 +47,7 @@ def build_box_head(config: MaskRcnnConfig) -> keras.Model:
         x = keras.layers.Dense(config.box_fc, activation="relu", name=f"box_fc{index}")(x)
     logits = keras.layers.Dense(config.num_logits, kernel_initializer=normal_initializer(CLASS_LOGITS_INIT_STD),
                                 name=CLASS_LOGITS)(x)
-    deltas = keras.layers.Dense(COORDS * config.num_classes, kernel_initializer=normal_initializer(BOX_DELTAS_INIT_STD),
+    deltas = keras.layers.Dense(BOX_COORDS * config.num_classes, kernel_initializer=normal_initializer(BOX_DELTAS_INIT_STD),
                                 name=BOX_DELTAS)(x)
     return keras.Model(rois, {CLASS_LOGITS: logits, BOX_DELTAS: deltas}, name="mask_rcnn_box_head")
 

@@ -28,6 +28,17 @@ from tfsp.postprocess.boxes import Variances, batched_nms, clip_xyxy, decode_cxc
 from tfsp.postprocess.ssd import softmax
 from tfsp.structures import Detections
 
+FPN_OUTPUT = "fpn_p{}"
+"""Stage-1 output of FPN level l (``.format(l)``): (B, H_l, W_l, F) features."""
+RPN_OBJECTNESS_OUTPUT = "rpn_objectness_p{}"
+"""Stage-1 output of level l: (B, H_l, W_l, A) RPN logits (anchor order: ``generate_fpn_anchors``)."""
+RPN_DELTAS_OUTPUT = "rpn_deltas_p{}"
+"""Stage-1 output of level l: (B, H_l, W_l, 4A) RPN deltas, ``(dx, dy, dw, dh)`` per anchor."""
+BOX_ROIS_INPUT = "box_rois"
+"""Input of the box head: (R, s, s, F) RoI features."""
+BOX_COORDS = 4
+"""Values per box delta: ``(dx, dy, dw, dh)``."""
+
 DEFAULT_FPN_LEVELS: tuple[int, ...] = (2, 3, 4, 5, 6)
 """FPN levels P2..P6; level l has stride ``2 ** l`` input pixels (Lin et al. 2017)."""
 

@@ -20,6 +20,15 @@ import numpy as np
 from tfsp.postprocess.paf import subcell_offset
 from tfsp.structures import NUM_KEYPOINTS, Detections, InstanceMasks, Poses
 
+MASK_ROIS_INPUT = "mask_rois"
+"""Input of the mask head: (R, s, s, F) RoI features."""
+KEYPOINT_ROIS_INPUT = "keypoint_rois"
+"""Input of the keypoint head: (R, s, s, F) RoI features."""
+MASK_LOGITS = "mask_logits"
+"""Mask head output: (R, M, M, C) per-class mask logits (class k in channel k)."""
+KEYPOINT_LOGITS = "keypoint_logits"
+"""Keypoint head output: (R, S, S, K) heatmap logits, channels last."""
+
 DEFAULT_MASK_THRESHOLD = 0.5
 """A pasted pixel is foreground where the interpolated mask probability is >= this (detectron2)."""
 

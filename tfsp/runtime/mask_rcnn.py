@@ -28,22 +28,32 @@ from collections.abc import Sequence
 import numpy as np
 
 from tfsp.postprocess.boxes import clip_xyxy
-from tfsp.postprocess.rcnn import (BoxHeadConfig, FpnAnchorConfig, RpnProposalConfig, decode_box_head,
-                                   generate_fpn_anchors, generate_proposals)
-from tfsp.postprocess.rcnn_masks import DEFAULT_MASK_THRESHOLD, decode_keypoint_heatmaps, paste_masks
+from tfsp.postprocess.rcnn import (
+    BOX_COORDS,
+    FPN_OUTPUT,
+    RPN_DELTAS_OUTPUT,
+    RPN_OBJECTNESS_OUTPUT,
+    BoxHeadConfig,
+    FpnAnchorConfig,
+    RpnProposalConfig,
+    decode_box_head,
+    generate_fpn_anchors,
+    generate_proposals,
+)
+from tfsp.postprocess.rcnn_masks import (
+    DEFAULT_MASK_THRESHOLD,
+    KEYPOINT_LOGITS,
+    MASK_LOGITS,
+    decode_keypoint_heatmaps,
+    paste_masks,
+)
 from tfsp.postprocess.roi_align import DEFAULT_SAMPLING_RATIO, multilevel_roi_align
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS
 from tfsp.runtime.preprocess import ResizeMode, preprocess_image
 from tfsp.runtime.timing import MS_PER_S, StageTimings
 from tfsp.structures import Detections, InstanceMasks, Poses
 
-FPN_OUTPUT = "fpn_p{}"  # == tfsp.models.mask_rcnn.FPN_OUTPUT
-RPN_OBJECTNESS_OUTPUT = "rpn_objectness_p{}"  # == tfsp.models.mask_rcnn.RPN_OBJECTNESS_OUTPUT
-RPN_DELTAS_OUTPUT = "rpn_deltas_p{}"  # == tfsp.models.mask_rcnn.RPN_DELTAS_OUTPUT
-MASK_LOGITS = "mask_logits"  # == tfsp.models.mask_rcnn_heads.MASK_LOGITS
-KEYPOINT_LOGITS = "keypoint_logits"  # == tfsp.models.mask_rcnn_heads.KEYPOINT_LOGITS
 BOX_HEAD_OUTPUT_NAMES = (CLASS_LOGITS, BOX_DELTAS)
-COORDS = 4
 PERSON_CLASS_NAME = "person"
 
 GRAPH_STEPS = ("stage1", "box_head", "mask_head", "keypoint_head")
@@ -247,7 +257,7 @@ class MaskRcnnPipeline:
         features = {level: np.asarray(outputs[FPN_OUTPUT.format(level)][0], np.float32) for level in cfg.levels}
         objectness = [np.asarray(outputs[RPN_OBJECTNESS_OUTPUT.format(level)][0], np.float32).reshape(-1)
                       for level in cfg.levels]
-        rpn_deltas = [np.asarray(outputs[RPN_DELTAS_OUTPUT.format(level)][0], np.float32).reshape(-1, COORDS)
+        rpn_deltas = [np.asarray(outputs[RPN_DELTAS_OUTPUT.format(level)][0], np.float32).reshape(-1, BOX_COORDS)
                       for level in cfg.levels]
         proposals, _ = generate_proposals(objectness, rpn_deltas, self._anchors, cfg.proposals, size, size)
         steps.mark("proposals")
@@ -261,7 +271,7 @@ class MaskRcnnPipeline:
             logits = np.asarray(head[CLASS_LOGITS], np.float32)
             if logits.ndim != 2 or logits.shape[1] != len(cfg.class_names) + 1:
                 raise ValueError(f"class_logits must be (R, {len(cfg.class_names) + 1}), got {logits.shape}")
-            deltas = np.asarray(head[BOX_DELTAS], np.float32).reshape(len(proposals), -1, COORDS)
+            deltas = np.asarray(head[BOX_DELTAS], np.float32).reshape(len(proposals), -1, BOX_COORDS)
             detections = decode_box_head(logits, deltas, proposals, cfg.box_head, size, size)
             steps.mark("decode")
 
