@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import numpy as np
 
 from tfsp.attribute_metrics import choose_thresholds
 from tfsp.data.coco import CocoDataset
 from tfsp.runtime.attributes import AttributePipeline
 from tfsp.runtime.keras_runner import KerasRunner
-from tfsp.runtime.preprocess import read_image_rgb
 from tfsp.spec import ModelSpec
+from training.eval_structured import score_ground_truth_objects
 
 DEFAULT_ATTRIBUTE_THRESHOLD = 0.5
 """Threshold of every attribute before tuning (and where an attribute has no positives)."""
@@ -41,15 +40,7 @@ def tune_attribute_thresholds(model: keras.Model, spec: ModelSpec, train: CocoDa
         A new spec whose ``attributes.thresholds`` are the tuned values.
     """
     pipeline = AttributePipeline(KerasRunner(model), spec)
-    scores, labels = [], []
-    for record in train.records[:num_images]:
-        keep = ~record.is_crowd
-        attributes, _ = pipeline.classify_timed(read_image_rgb(record.path), record.boxes_xyxy[keep])
-        scores.append(attributes.scores)
-        labels.append(record.attribute_ids[keep] > 0)
-    count = len(spec.attributes.names)
-    thresholds = choose_thresholds(np.concatenate(scores) if scores else np.zeros((0, count), np.float32),
-                                   np.concatenate(labels) if labels else np.zeros((0, count), bool),
-                                   default=DEFAULT_ATTRIBUTE_THRESHOLD)
+    scores, labels, _ = score_ground_truth_objects(pipeline, train.records[:num_images])
+    thresholds = choose_thresholds(scores, labels, default=DEFAULT_ATTRIBUTE_THRESHOLD)
     head = dataclasses.replace(spec.attributes, thresholds=tuple(float(t) for t in thresholds))
     return dataclasses.replace(spec, attributes=head)

@@ -123,6 +123,29 @@ def evaluate_dense(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
     return stats, len(records), StageTimings.mean(timings)
 
 
+def score_ground_truth_objects(pipeline: AttributePipeline, records: Sequence[ImageRecord]
+                               ) -> tuple[np.ndarray, np.ndarray, list[StageTimings]]:
+    """Attribute scores and labels of every non-crowd ground-truth object, through the device crops.
+
+    Args:
+        pipeline: the attribute pipeline (its detector, if any, is not used).
+        records: the images; their boxes are classified as the device classifies detections.
+
+    Returns:
+        (scores (N, A) float32, labels (N, A) bool, one ``StageTimings`` per image), N the objects
+        in record order.
+    """
+    count = len(pipeline.spec.attributes.names)
+    scores, labels, timings = [np.zeros((0, count), np.float32)], [np.zeros((0, count), bool)], []
+    for record in records:
+        keep = ~record.is_crowd
+        attributes, timing = pipeline.classify_timed(read_image_rgb(record.path), record.boxes_xyxy[keep])
+        scores.append(attributes.scores)
+        labels.append(record.attribute_ids[keep] > 0)
+        timings.append(timing)
+    return np.concatenate(scores), np.concatenate(labels), timings
+
+
 def evaluate_attributes(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
                         records: Sequence[ImageRecord]) -> tuple[dict[str, float], int, StageTimings]:
     """Attribute AP and F1 on the ground-truth boxes of the non-crowd objects of ``records``.
@@ -138,17 +161,7 @@ def evaluate_attributes(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
     if head is None or tuple(head.names) != tuple(dataset.attribute_names):
         raise ValueError(f"model attributes {None if head is None else list(head.names)} != "
                          f"{dataset.instances_json} attributes {list(dataset.attribute_names)}")
-    pipeline = AttributePipeline(runner, spec)
-    scores, labels, timings = [], [], []
-    for record in records:
-        keep = ~record.is_crowd
-        attributes, timing = pipeline.classify_timed(read_image_rgb(record.path), record.boxes_xyxy[keep])
-        scores.append(attributes.scores)
-        labels.append(record.attribute_ids[keep] > 0)
-        timings.append(timing)
-    count = len(head.names)
-    all_scores = np.concatenate(scores) if scores else np.zeros((0, count), np.float32)
-    all_labels = np.concatenate(labels) if labels else np.zeros((0, count), bool)
+    all_scores, all_labels, timings = score_ground_truth_objects(AttributePipeline(runner, spec), records)
     stats = attribute_metrics(all_scores, all_labels, head.names, np.asarray(head.thresholds, np.float32))
     ordered = {name: stats[name] for name in ATTRIBUTE_HEADLINE}
     ordered.update({name: value for name, value in stats.items() if name not in ordered})

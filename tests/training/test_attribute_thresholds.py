@@ -10,10 +10,10 @@ from tfsp.data.coco import load_split
 from tfsp.models.attributes import AttributeConfig, build_attribute_model
 from tfsp.runtime.attributes import AttributePipeline
 from tfsp.runtime.keras_runner import KerasRunner
-from tfsp.runtime.preprocess import read_image_rgb
 from tfsp.spec import AttributeHead
 from tfsp.spec_builders import attribute_spec
 from training.attribute_thresholds import DEFAULT_ATTRIBUTE_THRESHOLD, tune_attribute_thresholds
+from training.eval_structured import score_ground_truth_objects
 
 
 def test_tuned_thresholds_maximise_f1_on_the_training_objects(synth_data):
@@ -28,13 +28,7 @@ def test_tuned_thresholds_maximise_f1_on_the_training_objects(synth_data):
     assert dataclasses.replace(tuned, attributes=spec.attributes) == spec  # only the thresholds change
     assert tuned.attributes.thresholds != spec.attributes.thresholds
 
-    pipeline = AttributePipeline(KerasRunner(model), spec)
-    scores, labels = [], []
-    for record in train.records:
-        keep = ~record.is_crowd
-        scores.append(pipeline.classify_timed(read_image_rgb(record.path), record.boxes_xyxy[keep])[0].scores)
-        labels.append(record.attribute_ids[keep] > 0)
-    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    scores, labels, _ = score_ground_truth_objects(AttributePipeline(KerasRunner(model), spec), train.records)
     before = attribute_metrics(scores, labels, names, np.asarray(spec.attributes.thresholds))
     after = attribute_metrics(scores, labels, names, np.asarray(tuned.attributes.thresholds))
     assert after["mean_F1"] >= before["mean_F1"]
