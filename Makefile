@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo [TASK=$(TASK)]   set up .venv, generate the synthetic data set, run the main job"
-	@echo "                          (TASK: ssd, pose, dense, attributes)"
+	@echo "                          (TASK: ssd, pose, dense, attributes, maskrcnn)"
 	@echo "make test                 set up .venv, run the test suite"
 
 venv: $(STAMP)

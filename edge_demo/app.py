@@ -3,6 +3,7 @@
     python -m edge_demo --model exports/ssd_int8.tflite --source IMAGE|DIR|VIDEO|CAMERA_INDEX
         [--spec PATH] [--out DIR] [--threads N] [--score 0.4] [--max-frames N] [--show]
     python -m edge_demo --model exports/attributes_int8.tflite --detector exports/ssd_int8.tflite --source ...
+    python -m edge_demo --model exports/maskrcnn_int8.tflite --source ...  # heads: maskrcnn_int8.box_head.tflite ...
 
 Needs only ``requirements-edge.txt`` (numpy, OpenCV, LiteRT). The ``ModelSpec`` JSON
 beside the model says which task it solves; ``TASKS`` maps the task to its pipeline and
@@ -25,10 +26,10 @@ import cv2
 import numpy as np
 
 from edge_demo.sources import AnnotatedWriter, FrameReader, SourceError, parse_source
-from edge_demo.tasks import TASKS, EdgeDemoError, TaskHandlers, TimedPipeline, detector_pipeline
+from edge_demo.tasks import TASKS, EdgeDemoError, ProfiledPipeline, TaskHandlers, TimedPipeline, detector_pipeline
 from tfsp.cli import SuggestingParser, positive_int, probability
-from tfsp.runtime.runner import TFLITE_SUFFIX
-from tfsp.runtime.tflite_runner import TFLiteRunner
+from tfsp.runtime.graph_chain import head_path
+from tfsp.runtime.runner import TFLITE_SUFFIX, Runner, open_runner
 from tfsp.runtime.timing import MS_PER_S, StageTimings
 from tfsp.spec import ModelSpec, SpecError, Task
 from tfsp.viz import draw_timing
@@ -56,16 +57,26 @@ class LoadedModel:
         spec: its ``ModelSpec``.
         handlers: the task's pipeline and drawing functions.
         pipeline: image -> (result, timings).
+        profiled: image -> (result, timings, per-step milliseconds) for tasks that time their steps
+            (Mask R-CNN: each graph and numpy step), else None.
+        files: the model's ``.tflite`` files: ``path``, then the head graphs of a split-graph model.
     """
 
     path: Path
     spec: ModelSpec
     handlers: TaskHandlers
     pipeline: TimedPipeline
+    profiled: ProfiledPipeline | None = None
+    files: tuple[Path, ...] = ()
+
+    @property
+    def size_bytes(self) -> int:
+        """Total size of the model's files (every graph of a split-graph model)."""
+        return sum(path.stat().st_size for path in (self.files or (self.path,)))
 
 
-def _open(model: Path, spec_path: Path | None, threads: int | None) -> tuple[TFLiteRunner, ModelSpec, Path]:
-    """Checks the files and opens the runner and spec (errors say what to do)."""
+def _open(model: Path, spec_path: Path | None, threads: int | None) -> tuple[Runner, ModelSpec, Path]:
+    """Checks the files and opens the runner (a ``GraphChain`` for split graphs) and spec (errors say what to do)."""
     model = Path(model)
     if not model.is_file():
         raise EdgeDemoError(f"model not found: {model}")
@@ -78,7 +89,7 @@ def _open(model: Path, spec_path: Path | None, threads: int | None) -> tuple[TFL
                             f"`python -m export --run RUN_DIR --quant int8 --out {model.parent}` writes the "
                             ".tflite and its .json together")
     try:
-        return TFLiteRunner(model, num_threads=threads), ModelSpec.from_json(spec_path), spec_path
+        return open_runner(model, num_threads=threads), ModelSpec.from_json(spec_path), spec_path
     except (SpecError, ValueError) as error:
         raise EdgeDemoError(f"cannot use {model} with {spec_path}: {error}") from None
 
@@ -88,12 +99,13 @@ def load_model(model: Path, spec_path: Path | None = None, threads: int | None =
     """Opens a ``.tflite`` model and its spec and builds the task's pipeline.
 
     Args:
-        model: the ``.tflite`` file.
+        model: the ``.tflite`` file (of a split-graph model: the main file, heads beside it as
+            ``NAME.box_head.tflite`` ...).
         spec_path: its ``ModelSpec`` JSON (default: ``model`` with suffix ``.json``).
         threads: LiteRT CPU threads (None: LiteRT's default).
         score_threshold: detection (also the detector of an attribute model): override of the
-            spec's score threshold; pose: keep people whose person score is above it (None: the
-            spec's own settings).
+            spec's score threshold; pose: keep people whose person score is above it; Mask R-CNN:
+            override of the box head's score threshold (None: the spec's own settings).
         detector: a detection ``.tflite`` (spec beside it) whose boxes an attribute model classifies.
 
     Raises:
@@ -116,7 +128,20 @@ def load_model(model: Path, spec_path: Path | None = None, threads: int | None =
         pipeline = handlers.make_pipeline(runner, spec, score_threshold, boxes)
     except (SpecError, ValueError) as error:
         raise EdgeDemoError(f"cannot use {model} with {spec_path}: {error}") from None
-    return LoadedModel(Path(model), spec, handlers, pipeline)
+    profiled = pipeline if handlers.profiled else None
+    if profiled is not None:
+        pipeline = _without_steps(profiled)
+    heads = getattr(runner, "heads", {})
+    files = (Path(model), *(head_path(model, name) for name in heads))
+    return LoadedModel(Path(model), spec, handlers, pipeline, profiled, files)
+
+
+def _without_steps(profiled: ProfiledPipeline) -> TimedPipeline:
+    def timed(image_rgb: np.ndarray) -> tuple[Any, StageTimings]:
+        result, timings, _ = profiled(image_rgb)
+        return result, timings
+
+    return timed
 
 
 def stage_values(timings: StageTimings) -> dict[str, float]:

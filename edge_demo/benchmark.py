@@ -7,8 +7,10 @@ All models are loaded first, then timed round-robin in one process: every round 
 model once on the same image (rounds cycle through the source's images), and the model
 that goes first rotates from round to round, so drift (thermal throttling, other load)
 and cache effects hit every model alike. Reports median and p90 inference milliseconds,
-median preprocess and postprocess milliseconds, file sizes, and each model's median
-divided by the first model's (e.g. int8 / fp32). Device-safe: no TensorFlow.
+median preprocess and postprocess milliseconds, file sizes (all graphs of a split-graph
+model), and each model's median divided by the first model's (e.g. int8 / fp32). Models whose
+pipeline times its steps (Mask R-CNN: each graph and each numpy step) also get a per-step
+table of median milliseconds, the models side by side. Device-safe: no TensorFlow.
 """
 
 from __future__ import annotations
@@ -44,14 +46,21 @@ class ModelLatency:
     Attributes:
         model: path as given.
         quantization: the spec's quantisation mode name (e.g. ``"INT8"``).
-        size_bytes: ``.tflite`` file size.
+        size_bytes: ``.tflite`` file size (all graphs of a split-graph model).
         stages_ms: ``(runs, 3)`` float64 per-round preprocess, inference, postprocess.
+        steps_ms: step name -> ``(runs,)`` float64 per-round milliseconds, in run order (empty
+            unless the pipeline times its steps, e.g. Mask R-CNN's graphs and numpy steps).
     """
 
     model: str
     quantization: str
     size_bytes: int
     stages_ms: np.ndarray
+    steps_ms: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def step_median(self, step: str) -> float:
+        """Median milliseconds of pipeline step ``step`` (a key of ``steps_ms``)."""
+        return float(np.median(self.steps_ms[step]))
 
     def median(self, stage: str) -> float:
         """Median milliseconds of ``stage`` (one of ``STAGE_NAMES`` or ``"total"``)."""
@@ -104,26 +113,65 @@ def benchmark(models: Sequence[LoadedModel], images: Sequence[np.ndarray], runs:
         One ``ModelLatency`` per model, in the order given.
     """
     rows: list[list[StageTimings]] = [[] for _ in models]
+    steps: list[list[dict[str, float]]] = [[] for _ in models]
     for round_index in range(warmup + runs):
         image = images[round_index % len(images)]
         for k in round_robin_order(len(models), round_index):
-            _, timing = models[k].pipeline(image)
+            if models[k].profiled is not None:
+                _, timing, step_ms = models[k].profiled(image)
+            else:
+                (_, timing), step_ms = models[k].pipeline(image), None
             if round_index >= warmup:
                 rows[k].append(timing)
-    return [ModelLatency(str(m.path), m.spec.quantization.name, m.path.stat().st_size,
-                         np.array([list(stage_values(t).values()) for t in timings], np.float64))
-            for m, timings in zip(models, rows)]
+                if step_ms is not None:
+                    steps[k].append(step_ms)
+    return [ModelLatency(str(m.path), m.spec.quantization.name, m.size_bytes,
+                         np.array([list(stage_values(t).values()) for t in timings], np.float64),
+                         {name: np.array([s[name] for s in model_steps], np.float64)
+                          for name in (model_steps[0] if model_steps else ())})
+            for m, timings, model_steps in zip(models, rows, steps)]
 
 
 def to_json(results: Sequence[ModelLatency], settings: dict) -> dict:
-    """JSON-ready report: settings plus, per model, size, per-stage median/p90 and the ratios to the first."""
+    """JSON-ready report: settings plus, per model, size, per-stage median/p90 and the ratios to the first.
+
+    Models that time their steps also get ``"steps_ms": {step: median ms}`` in run order.
+    """
     first = results[0]
     return {"settings": settings, "models": [{
         "model": r.model, "quantization": r.quantization, "size_bytes": r.size_bytes,
         **{f"{stage}_ms": {"median": r.median(stage), "p90": r.p90(stage)} for stage in (*STAGE_NAMES, "total")},
         "inference_ratio": r.median("inference") / first.median("inference"),
         "total_ratio": r.median("total") / first.median("total"),
+        **({"steps_ms": {step: r.step_median(step) for step in r.steps_ms}} if r.steps_ms else {}),
     } for r in results]}
+
+
+def format_steps(results: Sequence[ModelLatency]) -> str:
+    """Median milliseconds per pipeline step, one column per model that times its steps ("" if none).
+
+    With two or more such models, a last column gives the last one's median over the first's
+    (e.g. int8 / fp32 when given fp32 first).
+    """
+    profiled = [r for r in results if r.steps_ms]
+    if not profiled:
+        return ""
+    names = [Path(r.model).stem for r in profiled]
+    width = max(len("step"), *(len(step) for r in profiled for step in r.steps_ms))
+    columns = [max(9, len(name)) for name in names]
+    ratio = len(profiled) > 1
+    header = f"{'step':<{width}}  " + " ".join(f"{name:>{w}}" for name, w in zip(names, columns))
+    lines = ["median ms per step:", header + (f" {'ratio':>6}" if ratio else "")]
+    steps = list(dict.fromkeys(step for r in profiled for step in r.steps_ms))
+    for step in steps:
+        values = [r.step_median(step) if step in r.steps_ms else None for r in profiled]
+        cells = " ".join(f"{'-':>{w}}" if v is None else f"{v:{w}.2f}" for v, w in zip(values, columns))
+        line = f"{step:<{width}}  {cells}"
+        if ratio:
+            first, last = values[0], values[-1]
+            line += f" {last / first:6.2f}" if first and last is not None else f" {'-':>6}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def format_table(results: Sequence[ModelLatency]) -> str:
@@ -180,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"threads {args.threads or 'default'}, score > {args.score}")
     results = benchmark(models, images, args.runs, warmup)
     print(format_table(results))
+    steps = format_steps(results)
+    if steps:
+        print(steps)
     if args.json is not None:
         settings = {"source": args.source, "runs": args.runs, "warmup": warmup, "threads": args.threads,
                     "score_threshold": args.score, "images": len(images),

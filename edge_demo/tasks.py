@@ -15,15 +15,18 @@ import numpy as np
 from tfsp.runtime.attributes import AttributedDetections, AttributePipeline
 from tfsp.runtime.dense import DensePipeline, DensePrediction
 from tfsp.runtime.detection import DetectionPipeline
+from tfsp.runtime.mask_rcnn import MaskRcnnPipeline, MaskRcnnResult
 from tfsp.runtime.pose import PosePipeline
 from tfsp.runtime.runner import Runner
 from tfsp.runtime.timing import StageTimings
 from tfsp.spec import ModelSpec, Task
 from tfsp.structures import Detections, Poses
-from tfsp.viz import draw_attributes, draw_dense, draw_detections, draw_poses
+from tfsp.viz import draw_attributes, draw_dense, draw_detections, draw_masks, draw_poses
 
 TimedPipeline = Callable[[np.ndarray], tuple[Any, StageTimings]]
 """(H, W, 3) uint8 RGB image -> (task structure in original pixels, per-stage timings)."""
+ProfiledPipeline = Callable[[np.ndarray], tuple[Any, StageTimings, dict[str, float]]]
+"""Like ``TimedPipeline`` plus milliseconds per pipeline step (each graph and numpy step, in run order)."""
 
 
 class EdgeDemoError(RuntimeError):
@@ -39,11 +42,15 @@ class TaskHandlers:
             the detector (a ``DetectionPipeline``) is given to tasks that need boxes (attributes).
         draw: ``(image_rgb, result, spec) -> annotated image`` (pure, new array).
         describe: ``result -> short text`` for the per-frame line (e.g. ``"3 detections"``).
+        profiled: ``make_pipeline`` returns a ``ProfiledPipeline`` (per-step milliseconds too, e.g.
+            Mask R-CNN's graphs and numpy steps) instead of a ``TimedPipeline``.
     """
 
-    make_pipeline: Callable[[Runner, ModelSpec, float | None, DetectionPipeline | None], TimedPipeline]
+    make_pipeline: Callable[[Runner, ModelSpec, float | None, DetectionPipeline | None],
+                            TimedPipeline | ProfiledPipeline]
     draw: Callable[[np.ndarray, Any, ModelSpec], np.ndarray]
     describe: Callable[[Any], str]
+    profiled: bool = False
 
 
 def detector_pipeline(runner: Runner, spec: ModelSpec, score_threshold: float | None) -> DetectionPipeline:
@@ -114,6 +121,33 @@ def _describe_dense(result: DensePrediction) -> str:
     return ", ".join(parts)
 
 
+def instance_pipeline(runner: Runner, spec: ModelSpec, score_threshold: float | None) -> MaskRcnnPipeline:
+    """A Mask R-CNN pipeline over a graph chain, ``score_threshold`` (if given) replacing the box head's."""
+    if score_threshold is not None and spec.rcnn is not None:
+        box_head = dataclasses.replace(spec.rcnn.box_head, score_threshold=score_threshold)
+        spec = dataclasses.replace(spec, rcnn=dataclasses.replace(spec.rcnn, box_head=box_head))
+    return MaskRcnnPipeline.from_runner(runner, spec)
+
+
+def _instance_pipeline(runner: Runner, spec: ModelSpec, score_threshold: float | None,
+                       detector: DetectionPipeline | None) -> ProfiledPipeline:
+    return instance_pipeline(runner, spec, score_threshold).detect_profiled
+
+
+def _draw_instances(image_rgb: np.ndarray, result: MaskRcnnResult, spec: ModelSpec) -> np.ndarray:
+    """Masks, then boxes with labels, then the skeletons of the people."""
+    drawn = draw_detections(draw_masks(image_rgb, result.masks), result.detections, spec.class_names)
+    return drawn if result.poses is None else draw_poses(drawn, result.poses)
+
+
+def _describe_instances(result: MaskRcnnResult) -> str:
+    """``"3 instances, 1 person"`` (people: the detections that got keypoints)."""
+    text = f"{len(result.detections)} instance{'' if len(result.detections) == 1 else 's'}"
+    if result.poses is not None:
+        text += f", {len(result.poses)} {'person' if len(result.poses) == 1 else 'people'}"
+    return text
+
+
 TASKS: dict[Task, TaskHandlers] = {
     Task.DETECTION: TaskHandlers(_detection_pipeline, _draw_detections, lambda d: f"{len(d)} detections"),
     Task.POSE: TaskHandlers(_pose_pipeline, lambda image, poses, spec: draw_poses(image, poses),
@@ -122,5 +156,7 @@ TASKS: dict[Task, TaskHandlers] = {
                              _draw_dense, _describe_dense),
     Task.ATTRIBUTES: TaskHandlers(_attribute_pipeline, _draw_attributes,
                                   lambda r: f"{len(r.detections)} objects with attributes"),
+    Task.INSTANCE_SEGMENTATION: TaskHandlers(_instance_pipeline, _draw_instances, _describe_instances,
+                                             profiled=True),
 }
-"""The tasks the demo runs; instance masks add an entry here."""
+"""The tasks the demo runs."""

@@ -3,6 +3,10 @@
     python -m export --run runs/ssd --quant int8 [--data data/synth] [--out exports/] [--name NAME]
     python -m export --model path/model.keras --spec path/spec.json --quant fp16
 
+A Mask R-CNN run (spec task INSTANCE_SEGMENTATION) also holds ``model.{head}.keras`` per head;
+every graph is exported (``NAME.tflite`` + ``NAME.{head}.tflite``) with one ``NAME.json``
+(``export.rcnn``).
+
 The run directory holds ``model.keras`` and either ``spec.json`` (a float
 ``ModelSpec``) or the training ``config.yaml`` (``training.config.TrainConfig``),
 from whose SSD section and data set the spec is built. int8 calibrates on
@@ -20,9 +24,10 @@ import keras
 
 from export.calibration import CALIBRATION_IMAGES, calibration_images
 from export.convert import QUANT_SETTINGS, ExportError, export_model
+from export.rcnn import export_chain, load_chain_models
 from tfsp.cli import SuggestingParser, positive_int, suggest
 from tfsp.data.coco import load_split
-from tfsp.spec import ModelSpec, QuantMode, SpecError
+from tfsp.spec import ModelSpec, QuantMode, SpecError, Task
 from training.config import load_config
 from training.recipes import build_run_spec
 
@@ -120,16 +125,29 @@ def main(argv: list[str] | None = None) -> int:
             if source.data_root is None:
                 raise ExportError(f"--quant {args.quant.value} needs calibration images: pass --data DIR")
             calibration = calibration_images(source.data_root, source.spec, args.calibration_images)
-        model = keras.models.load_model(source.model_path, compile=False)
         name = args.name or f"{(args.run or source.model_path.parent).resolve().name}_{args.quant.value}"
-        result = export_model(model, source.spec, args.quant, args.out, name, calibration)
+        if source.spec.task is Task.INSTANCE_SEGMENTATION:
+            stage1, heads = load_chain_models(source.model_path, source.spec)
+            chain = export_chain(stage1, heads, source.spec, args.quant, args.out, name, calibration)
+            files = {graph: (path, chain.sizes_bytes[graph]) for graph, path in chain.tflite_paths.items()}
+            main_path, spec_path = chain.tflite_paths["stage1"], chain.spec_path
+        else:
+            model = keras.models.load_model(source.model_path, compile=False)
+            result = export_model(model, source.spec, args.quant, args.out, name, calibration)
+            files = {"model": (result.tflite_path, result.size_bytes)}
+            main_path, spec_path = result.tflite_path, result.spec_path
     except (ExportError, SpecError, FileNotFoundError, ValueError) as error:
         print(f"export failed: {error}", file=sys.stderr)
         return EXIT_ERROR
+    if source.spec.task is Task.INSTANCE_SEGMENTATION:
+        for head in chain.fallback_heads:
+            print(f"note: {head} found no detections on the calibration images; calibrated on RoIAlign "
+                  "features of random boxes instead")
     data_hint = source.data_root or "DATA_ROOT"
-    print(f"wrote {result.tflite_path} ({result.size_bytes / BYTES_PER_MB:.2f} MB, {args.quant.value}) "
-          f"and {result.spec_path}")
+    for path, size in files.values():
+        print(f"wrote {path} ({size / BYTES_PER_MB:.2f} MB, {args.quant.value})")
+    print(f"wrote {spec_path}")
     print("next:")
-    print(f"  python -m training.evaluate --model {result.tflite_path} --data {data_hint}")
-    print(f"  python -m edge_demo --model {result.tflite_path} --source IMAGE_OR_VIDEO")
+    print(f"  python -m training.evaluate --model {main_path} --data {data_hint}")
+    print(f"  python -m edge_demo --model {main_path} --source IMAGE_OR_VIDEO")
     return 0

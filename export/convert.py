@@ -216,7 +216,7 @@ def convert_model(model: keras.Model, mode: QuantMode, calibration: np.ndarray |
     return data
 
 
-def _check_converted(runner: TFLiteRunner, spec: ModelSpec, mode: QuantMode) -> tuple[TensorInfo, ...]:
+def check_converted(runner: TFLiteRunner, spec: ModelSpec, mode: QuantMode) -> tuple[TensorInfo, ...]:
     """Checks names, shapes and the int8 input scale; returns the outputs in spec order."""
     if set(runner.output_names) != set(spec.output_names):
         raise ExportError(f"converted outputs {sorted(runner.output_names)} != spec outputs "
@@ -253,7 +253,7 @@ def export_model(model: keras.Model, spec: ModelSpec, mode: QuantMode, out_dir: 
     """
     data = convert_model(model, mode, calibration_images)
     runner = TFLiteRunner(data)
-    outputs = _check_converted(runner, spec, mode)
+    outputs = check_converted(runner, spec, mode)
     exported = dataclasses.replace(spec, inputs=runner.inputs, outputs=outputs, quantization=mode,
                                    tfsp_version=__version__)
     out_dir = Path(out_dir)

@@ -126,3 +126,35 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return generate_dataset(tmp_path_factory.mktemp("synth") / "synth", SYNTH_TRAIN, SYNTH_VAL,
                             image_size=SYNTH_SIZE, seed=0, progress=False)
+
+
+TINY_RCNN_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_rcnn(synth_data: Path) -> SimpleNamespace:
+    """An untrained tiny Mask R-CNN chain for the synthetic classes: Keras stage 1 and heads, and a spec.
+
+    64 px input, MobileNetV2 alpha 0.35, FPN 16 channels, narrow one-conv heads; thresholds so permissive
+    (box score > 0.05, 5 detections) that the seeded weights give detections, masks and poses.
+    """
+    import keras
+
+    from tfsp.data.coco import load_split
+    from tfsp.models.mask_rcnn import MaskRcnnConfig, build_stage1
+    from tfsp.models.mask_rcnn_heads import build_box_head, build_keypoint_head, build_mask_head
+    from tfsp.postprocess.rcnn import BoxHeadConfig, RpnProposalConfig
+    from tfsp.spec_builders import instance_segmentation_spec
+
+    dataset = load_split(synth_data, "val")
+    config = MaskRcnnConfig(input_size=TINY_RCNN_SIZE, num_classes=dataset.num_classes, alpha=0.35, fpn_channels=16,
+                            levels=(2, 3, 4, 5), anchor_sizes_px=(8.0, 16.0, 32.0, 64.0), box_fc=32,
+                            mask_head_channels=16, mask_head_convs=1, keypoint_head_channels=16,
+                            keypoint_head_convs=1)
+    keras.utils.set_random_seed(0)
+    heads = {"box_head": build_box_head(config), "mask_head": build_mask_head(config),
+             "keypoint_head": build_keypoint_head(config)}
+    spec = instance_segmentation_spec(config, dataset.class_names, dataset.category_ids,
+                                      proposals=RpnProposalConfig(pre_nms_top_k=50, post_nms_top_k=20),
+                                      box_head=BoxHeadConfig(score_threshold=0.05, max_detections=5))
+    return SimpleNamespace(config=config, stage1=build_stage1(config), heads=heads, spec=spec, dataset=dataset)

@@ -35,7 +35,8 @@ def _device_modules() -> list[str]:
              "tfsp.runtime.preprocess", "tfsp.runtime.runner", "tfsp.runtime.tflite_runner",
              "tfsp.runtime.detection", "tfsp.runtime.pose", "tfsp.runtime.timing", "tfsp.data.pose_fields",
              "tfsp.runtime.dense", "tfsp.runtime.attributes", "tfsp.runtime.mask_rcnn", "tfsp.spec_builders",
-             "tfsp.spec_json",
+             "tfsp.spec_json", "tfsp.spec_rcnn", "tfsp.spec_tensor", "tfsp.runtime.graph_chain",
+             "tfsp.runtime.mask_rcnn_config",
              "tfsp.dense_metrics", "tfsp.postprocess", "tfsp.attribute_metrics"]
     names += [f"tfsp.postprocess.{m.name}" for m in pkgutil.iter_modules([str(REPO / "tfsp/postprocess")])]
     edge = REPO / "edge_demo"

@@ -30,18 +30,14 @@ from tfsp.postprocess.paf import PafParserConfig
 from tfsp.postprocess.ssd import SsdPostprocessConfig
 from tfsp.runtime.preprocess import ResizeMode
 from tfsp.spec_json import SpecError, from_jsonable, to_jsonable
+from tfsp.spec_rcnn import GraphInfo, RcnnChain
+from tfsp.spec_tensor import DYNAMIC_DIM, NOT_QUANTIZED_SCALE, TensorInfo
 
 INPUT_NAME = "image"
 """Name of the image input of every tfsp graph."""
 
 NORMALIZATION_IN_GRAPH = "RGB float32 in [0, 255]; the graph normalises internally"
 """What every tfsp graph expects as input (int8 graphs: uint8/int8 with scale 1)."""
-
-DYNAMIC_DIM = -1
-"""Shape entry of a dimension whose size is decided at run time (the batch)."""
-
-NOT_QUANTIZED_SCALE = 0.0
-"""``TensorInfo.scale`` of a float tensor (the TFLite convention)."""
 
 HEATMAP_CHANNELS = NUM_KEYPOINTS + 1
 """Channels of a pose graph's ``heatmaps``: one confidence map per COCO keypoint, then background."""
@@ -64,32 +60,6 @@ class QuantMode(enum.Enum):
     FP16 = "fp16"
     DYNAMIC = "dynamic"
     INT8 = "int8"
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorInfo:
-    """One graph input or output.
-
-    Quantised tensors hold ``q`` with ``real = scale * (q - zero_point)``.
-
-    Attributes:
-        name: signature name (e.g. ``"image"``, ``"box_deltas"``).
-        dtype: numpy dtype name: ``"float32"``, ``"int8"`` or ``"uint8"``.
-        shape: dimensions, ``DYNAMIC_DIM`` (-1) where decided at run time.
-        scale: per-tensor quantisation scale; ``NOT_QUANTIZED_SCALE`` (0) for float.
-        zero_point: per-tensor quantisation zero point (0 for float).
-    """
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    scale: float = NOT_QUANTIZED_SCALE
-    zero_point: int = 0
-
-    @property
-    def quantized(self) -> bool:
-        """Whether the tensor carries integer values with a scale."""
-        return self.scale != NOT_QUANTIZED_SCALE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +106,9 @@ class ModelSpec:
         paf: PAF parser settings; required for Task.POSE, None for every other task.
         attributes: attribute names, thresholds and cropping; required for Task.ATTRIBUTES,
             None for every other task (the graph input is then one crop, ``input_size`` its side).
+        rcnn: the Mask R-CNN chain (numpy steps and head graphs); required for
+            Task.INSTANCE_SEGMENTATION, None for every other task (``inputs``/``outputs`` then
+            describe stage 1, the main file).
     """
 
     task: Task
@@ -152,6 +125,7 @@ class ModelSpec:
     postprocess: SsdPostprocessConfig | None
     paf: PafParserConfig | None
     attributes: AttributeHead | None = None
+    rcnn: RcnnChain | None = None
 
     def __post_init__(self) -> None:
         if self.input_size <= 0:
@@ -170,6 +144,16 @@ class ModelSpec:
             raise SpecError(f"ModelSpec.attributes is required for Task.ATTRIBUTES and must be null for other "
                             f"tasks (task {self.task.name}, attributes "
                             f"{'null' if self.attributes is None else 'set'})")
+        if (self.task is Task.INSTANCE_SEGMENTATION) != (self.rcnn is not None):
+            raise SpecError(f"ModelSpec.rcnn is required for Task.INSTANCE_SEGMENTATION and must be null for "
+                            f"other tasks (task {self.task.name}, rcnn {'null' if self.rcnn is None else 'set'})")
+        if self.rcnn is not None:
+            if self.rcnn.anchors.image_size != (self.input_size, self.input_size):
+                raise SpecError(f"ModelSpec.rcnn.anchors.image_size {self.rcnn.anchors.image_size} must be "
+                                f"(input_size, input_size) = ({self.input_size}, {self.input_size})")
+            if self.rcnn.person_class_id is not None and self.rcnn.person_class_id >= self.num_classes:
+                raise SpecError(f"ModelSpec.rcnn.person_class_id {self.rcnn.person_class_id} must be < "
+                                f"{self.num_classes} (the number of classes)")
         if self.attributes is not None and self.attributes.crop.crop_size != self.input_size:
             raise SpecError(f"ModelSpec.input_size {self.input_size} of an attribute graph must equal "
                             f"attributes.crop.crop_size {self.attributes.crop.crop_size}")

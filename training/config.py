@@ -22,6 +22,7 @@ import yaml
 from tfsp.fileio import write_text_atomic
 from tfsp.models.attributes import ATTRIBUTES_SYNTH_CONFIG, AttributeConfig
 from tfsp.models.dense import DENSE_SYNTH_CONFIG, DenseConfig
+from tfsp.models.mask_rcnn import MASK_RCNN_SYNTH_CONFIG, MaskRcnnConfig
 from tfsp.models.openpose import OPENPOSE_SYNTH_CONFIG, OpenPoseConfig
 from tfsp.models.ssd import SSD_SYNTH_CONFIG, SsdConfig
 from tfsp.runtime.preprocess import ResizeMode
@@ -53,6 +54,7 @@ class ModelKind(enum.Enum):
     OPENPOSE = "openpose"
     DENSE = "dense"
     ATTRIBUTES = "attributes"
+    MASK_RCNN = "mask_rcnn"
 
 
 class OptimizerKind(enum.Enum):
@@ -63,7 +65,8 @@ class OptimizerKind(enum.Enum):
 
 
 MODEL_SECTIONS: dict[ModelKind, str] = {ModelKind.SSD: "ssd", ModelKind.OPENPOSE: "openpose",
-                                         ModelKind.DENSE: "dense", ModelKind.ATTRIBUTES: "attributes"}
+                                         ModelKind.DENSE: "dense", ModelKind.ATTRIBUTES: "attributes",
+                                         ModelKind.MASK_RCNN: "mask_rcnn"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +154,8 @@ class TrainConfig:
         openpose: OpenPose architecture and target rendering (used when model is OPENPOSE).
         dense: Segmentation + depth encoder-decoder (used when model is DENSE).
         attributes: Attribute classifier and its crops (used when model is ATTRIBUTES).
+        mask_rcnn: Mask R-CNN with a keypoint head, its anchors and RoI sampling (used when model
+            is MASK_RCNN).
         data: Data set and batching.
         optimizer: Optimizer settings.
         schedule: Training length and learning-rate schedule.
@@ -166,6 +171,7 @@ class TrainConfig:
     openpose: OpenPoseConfig = dataclasses.field(default_factory=lambda: OPENPOSE_SYNTH_CONFIG)
     dense: DenseConfig = dataclasses.field(default_factory=lambda: DENSE_SYNTH_CONFIG)
     attributes: AttributeConfig = dataclasses.field(default_factory=lambda: ATTRIBUTES_SYNTH_CONFIG)
+    mask_rcnn: MaskRcnnConfig = dataclasses.field(default_factory=lambda: MASK_RCNN_SYNTH_CONFIG)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)

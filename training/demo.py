@@ -1,16 +1,18 @@
 """``python -m training.demo``: the main job behind ``make demo``, end to end on the embedded data.
 
-    python -m training.demo --task ssd|pose|dense|attributes [--data data/synth] [--runs runs]
+    python -m training.demo --task ssd|pose|dense|attributes|maskrcnn [--data data/synth] [--runs runs]
         [--exports exports] [--outputs outputs]
 
 For each task: contact sheet of the data set -> train the task's config in ``training/configs`` (resumes
 an interrupted run, reuses a finished one) -> export fp32 and int8 TFLite -> evaluation (bbox AP for
 ``ssd``, keypoint AP for ``pose``, mIoU and depth delta < 1.25 for ``dense``, attribute mAP for
-``attributes``) of the Keras model and both TFLite files through the device pipeline -> edge demo on val
-images -> interleaved fp32/int8 latency -> one summary table, also written as
-``OUTPUTS/TASK_summary.json``. The attribute model classifies the boxes of the SSD chain's int8 detector
-on the device, so ``attributes`` first runs (or reuses) the ``ssd`` chain. Every step is the same CLI a
-user would run; the commands are printed as they run.
+``attributes``, mask, box and keypoint AP for ``maskrcnn``) of the Keras model and both TFLite files
+through the device pipeline -> edge demo on val images -> interleaved fp32/int8 latency -> one summary
+table, also written as ``OUTPUTS/TASK_summary.json``. The attribute model classifies the boxes of the SSD
+chain's int8 detector on the device, so ``attributes`` first runs (or reuses) the ``ssd`` chain. Mask R-CNN runs as four graphs
+(``NAME.tflite`` plus ``NAME.box_head.tflite`` ...): sizes are of all of them, and the latency JSON holds
+the per-step milliseconds (each graph and numpy step). Every step is the same CLI a user would run; the
+commands are printed as they run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tfsp.cli import SuggestingParser
+from tfsp.runtime.graph_chain import HEAD_GRAPHS, head_path
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 EDGE_DEMO_FRAMES = 16  # val images annotated by the edge demo
@@ -40,6 +43,7 @@ class DemoTask(enum.Enum):
     POSE = "pose"
     DENSE = "dense"
     ATTRIBUTES = "attributes"
+    MASKRCNN = "maskrcnn"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,7 @@ CHAINS: dict[DemoTask, DemoChain] = {
     DemoTask.POSE: DemoChain("pose", "openpose_synth.yaml", "OpenPose"),
     DemoTask.DENSE: DemoChain("dense", "dense_synth.yaml", "dense segmentation + depth"),
     DemoTask.ATTRIBUTES: DemoChain("attributes", "attributes_synth.yaml", "attributes", detector=DemoTask.SSD),
+    DemoTask.MASKRCNN: DemoChain("maskrcnn", "mask_rcnn_synth.yaml", "Mask R-CNN"),
 }
 
 
@@ -86,8 +91,14 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def model_size_bytes(path: Path) -> int:
+    """Size of a model file plus the head graphs beside it (``tfsp.runtime.graph_chain.head_path``)."""
+    files = [path, *(head_path(path, name) for name in HEAD_GRAPHS)]
+    return sum(file.stat().st_size for file in files if file.is_file())
+
+
 def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path]) -> tuple[str, list[dict]]:
-    """(metric name, one row per model: its headline stats, file size and latency)."""
+    """(metric name, one row per model: its headline stats, file size (all graphs) and latency)."""
     by_model = {Path(entry["model"]).name: entry for entry in latency.get("models", [])}
     rows, metric = [], ""
     for name, path in evals.items():
@@ -96,23 +107,25 @@ def _summary_rows(evals: dict[str, Path], latency: dict, exports: dict[str, Path
         row = {"model": name, **{stat: result[metric][stat] for stat in result["headline"]}}
         if name in exports:
             timing = by_model.get(exports[name].name, {})
-            row["size_mb"] = exports[name].stat().st_size / 2**20
+            row["size_mb"] = model_size_bytes(exports[name]) / 2**20
             row["inference_ms"] = timing.get("inference_ms", {}).get("median")
             row["postprocess_ms"] = timing.get("postprocess_ms", {}).get("median")
             row["inference_ratio"] = timing.get("inference_ratio")
+            if "steps_ms" in timing:
+                row["steps_ms"] = timing["steps_ms"]
         rows.append(row)
     return metric, rows
 
 
-SHORT_METRIC_NAMES = {"bbox": "bbox", "keypoints": "kp", "attributes": "attr"}
-"""Prefix of the first stat's column header (``kp AP``)."""
+SHORT_METRIC_NAMES = {"bbox": "bbox", "keypoints": "kp", "attributes": "attr", "instances": ""}
+"""Prefix of the first stat's column header (``kp AP``; none for stats named with their kind, ``mask_AP``)."""
 
 
 def _format_rows(rows: list[dict], metric: str, headline: Sequence[str]) -> str:
     def cell(value, fmt):
         return format("-", ">" + fmt.split(".")[0]) if value is None else format(value, fmt)
 
-    names = [f"{SHORT_METRIC_NAMES.get(metric, metric)} {headline[0]}", *headline[1:]]
+    names = [f"{SHORT_METRIC_NAMES.get(metric, metric)} {headline[0]}".strip(), *headline[1:]]
     widths = [max(8, len(name)) for name in names]
     header = " ".join(f"{name:>{width}}" for name, width in zip(names, widths))
     lines = [f"{'model':<12} {header} {'size MB':>8} {'infer ms':>9} {'ratio':>6} {'post ms':>8}"]
@@ -183,13 +196,16 @@ def run_chain(task: DemoTask, data: Path, runs: Path, exports: Path, outputs: Pa
                "rows": rows,
                "int8_minus_float_points": {stat: 100 * (by_model["int8"][stat] - by_model["keras"][stat])
                                            for stat in headline},
-               "int8_over_fp32_size": tflite["int8"].stat().st_size / tflite["fp32"].stat().st_size}
+               "int8_over_fp32_size": model_size_bytes(tflite["int8"]) / model_size_bytes(tflite["fp32"])}
     summary_json = outputs / f"{chain.name}_summary.json"
     write_text_atomic(summary_json, json.dumps(summary, indent=2) + "\n")
     print("\n" + _format_rows(rows, metric, headline))
     drops = ", ".join(f"{stat} {points:+.2f}" for stat, points in summary["int8_minus_float_points"].items())
     print(f"\nint8 - float ({metric}, points): {drops}; "
           f"int8 / fp32 file size: {summary['int8_over_fp32_size']:.2f}x")
+    steps = by_model["int8"].get("steps_ms")
+    if steps:
+        print("int8 median ms per step: " + ", ".join(f"{step} {ms:.2f}" for step, ms in steps.items()))
     print(f"outputs: run {run_dir}/ (model.keras, metrics.json, loss.png, tb/), exports {exports}/, "
           f"annotated images {outputs / f'{chain.name}_edge_demo'}/, contact sheet {outputs / 'synth_contact_sheet.png'}, "
           f"summary {summary_json}")

@@ -7,11 +7,13 @@ by OKS against the person-keypoints JSON beside it (COCO layout:
 `annotations/instances_{split}.json` and `annotations/person_keypoints_{split}.json`);
 dense models are scored per pixel against the split's semantic and depth PNGs, and
 attribute models on the ground-truth boxes of the instances JSON
-(`training.eval_structured`).
+(`training.eval_structured`); Mask R-CNN chains get mask, box and keypoint AP in one
+pass (`training.eval_rcnn`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from tfsp.runtime.pose import PERSON_CLASS_NAME, PosePipeline, person_category_i
 from tfsp.runtime.runner import Runner
 from tfsp.runtime.timing import StageTimings
 from tfsp.spec import ModelSpec, Task
+from training.eval_rcnn import INSTANCE_HEADLINE, INSTANCE_PREFIXES, check_instance_categories, evaluate_instances
 from training.eval_structured import (
     ATTRIBUTE_HEADLINE,
     ATTRIBUTE_STAT_DESCRIPTIONS,
@@ -70,6 +73,13 @@ STAT_DESCRIPTIONS: dict[IouType, dict[str, str]] = {
 }
 """One line per COCOeval statistic, by matching type (`tfsp.eval.stat_names`)."""
 
+INSTANCE_LABELS = {IouType.SEGM: "masks", IouType.BBOX: "boxes", IouType.KEYPOINTS: "person keypoints"}
+INSTANCE_STAT_DESCRIPTIONS = {
+    prefix + name: f"{INSTANCE_LABELS[iou_type]}, {text}"
+    for iou_type, prefix in INSTANCE_PREFIXES.items()
+    for name, text in STAT_DESCRIPTIONS[IouType.KEYPOINTS if iou_type is IouType.KEYPOINTS else IouType.BBOX].items()}
+"""One line per Mask R-CNN stat (``mask_AP``: "masks, IoU 0.50:0.95, all areas")."""
+
 Predict = Callable[[Runner, ModelSpec, Sequence[ImageRecord]], tuple[list[dict], StageTimings]]
 Stats = dict[str, float]
 Evaluate = Callable[[Runner, ModelSpec, CocoDataset, Sequence[ImageRecord]], tuple[Stats, int, StageTimings]]
@@ -81,10 +91,12 @@ class TaskEvaluation:
     """How one task is evaluated.
 
     Attributes:
-        metric: name of the stats block in reports and JSON ("bbox", "keypoints", "dense", "attributes").
+        metric: name of the stats block in reports and JSON ("bbox", "keypoints", "dense", "attributes",
+            "instances").
         evaluate: `(runner, spec, dataset, records) -> (stats, number of results, mean timings)`;
             raises `ValueError` when the spec and the data set do not fit together.
-        noun: what the results are called in reports ("detections", "poses", "images", "objects").
+        noun: what the results are called in reports ("detections", "poses", "images", "objects",
+            "instances").
         headline: the stats shown on progress lines, plotted over epochs and compared in the
             demo summary (all fractions where higher is better, first = the main one).
         descriptions: one line per stat name.
@@ -145,6 +157,22 @@ def _pose_ground_truth(spec: ModelSpec, dataset: CocoDataset) -> str:
     return str(keypoints_json(dataset))
 
 
+def _evaluate_instances(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
+                        records: Sequence[ImageRecord]) -> tuple[Stats, int, StageTimings]:
+    """Mask R-CNN stats; keypoint AP only with a person class and the split's person-keypoints JSON."""
+    check_instance_categories(spec, dataset)
+    keypoints = None
+    if spec.rcnn is not None and spec.rcnn.person_class_id is not None:
+        with contextlib.suppress(ValueError):  # no person-keypoints JSON: masks and boxes only
+            keypoints = str(keypoints_json(dataset))
+        category = int(spec.category_ids[spec.rcnn.person_class_id])
+        if keypoints is not None and dict(zip(dataset.category_ids, dataset.class_names)).get(
+                category) != PERSON_CLASS_NAME:
+            raise ValueError(f"model person category id {category} is not the {PERSON_CLASS_NAME!r} category of "
+                             f"{dataset.instances_json}")
+    return evaluate_instances(runner, spec, dataset, records, keypoints)
+
+
 TASK_EVALUATIONS: dict[Task, TaskEvaluation] = {
     Task.DETECTION: coco_evaluation(
         IouType.BBOX, _detection_ground_truth,
@@ -156,6 +184,9 @@ TASK_EVALUATIONS: dict[Task, TaskEvaluation] = {
                                DENSE_STAT_DESCRIPTIONS, "dense (segmentation and depth, original pixels)"),
     Task.ATTRIBUTES: TaskEvaluation("attributes", evaluate_attributes, "objects", ATTRIBUTE_HEADLINE,
                                     ATTRIBUTE_STAT_DESCRIPTIONS, "attributes (on ground-truth boxes)"),
+    Task.INSTANCE_SEGMENTATION: TaskEvaluation("instances", _evaluate_instances, "instances", INSTANCE_HEADLINE,
+                                               INSTANCE_STAT_DESCRIPTIONS,
+                                               "COCO segm, bbox and keypoints (Mask R-CNN)"),
 }
 """The tasks `training.evaluate` can evaluate."""
 

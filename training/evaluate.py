@@ -8,8 +8,9 @@ The model is opened with `tfsp.runtime.runner.open_runner` (Keras or TFLite) and
 every image goes through the task's device pipeline (numpy preprocess -> runner ->
 numpy decode), exactly as on the device: detection models get COCO bbox AP,
 pose models COCO keypoint (OKS) AP, dense models mIoU / pixel accuracy / depth
-AbsRel and delta < 1.25, attribute models mAP and F1 on the ground-truth boxes
-(`training.eval_tasks`). Training's
+AbsRel and delta < 1.25, attribute models mAP and F1 on the ground-truth boxes,
+Mask R-CNN chains (NAME.keras/.tflite plus NAME.box_head... beside it) mask, box and
+keypoint AP (`training.eval_tasks`). Training's
 periodic evaluation calls `evaluate_runner` with a KerasRunner over the
 in-memory model, so both report the same numbers for the same weights.
 """
@@ -50,7 +51,7 @@ class EvalResult:
         num_images: Images evaluated.
         num_detections: Results (detections, poses, images or objects) produced over those images.
         timings: Mean per-image pipeline stage timings in milliseconds.
-        metric: Name of the stats block ("bbox", "keypoints", "dense", "attributes").
+        metric: Name of the stats block ("bbox", "keypoints", "dense", "attributes", "instances").
         headline: The main stats (progress lines, plots, demo summaries), first = the main one.
     """
 
@@ -136,7 +137,8 @@ def build_parser() -> SuggestingParser:
     """The CLI's argument parser."""
     parser = SuggestingParser(prog="python -m training.evaluate",
                               description="Evaluation through the device pipeline: COCO bbox AP (detection), "
-                                          "keypoint AP (pose), mIoU and depth accuracy (dense), attribute mAP.")
+                                          "keypoint AP (pose), mIoU and depth accuracy (dense), attribute mAP, "
+                                          "mask/box/keypoint AP (Mask R-CNN).")
     parser.add_argument("--model", type=Path, required=True, help="model file: .keras or .tflite")
     parser.add_argument("--spec", type=Path, help="ModelSpec JSON (default: found beside the model)")
     parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_ROOT),

@@ -28,13 +28,18 @@ from tfsp.data.targets import make_ssd_target_fn, ssd_fit_targets
 from tfsp.dense_losses import dense_losses
 from tfsp.losses import MaskedL2Loss, ssd_losses
 from tfsp.models.attributes import build_attribute_model
+from tfsp.data.rcnn_train_targets import make_rcnn_target_fn, rcnn_fit_targets
 from tfsp.models.dense import build_dense
+from tfsp.models.mask_rcnn_train import MaskRcnnTrainModel
 from tfsp.models.openpose import OUTPUT_STRIDE, build_openpose, deploy_openpose, stage_output_names
 from tfsp.models.ssd import build_ssd, ssd_anchors
 from tfsp.postprocess.attributes import ATTRIBUTE_LOGITS
 from tfsp.postprocess.paf import HEATMAPS, PAFS
+from tfsp.postprocess.rcnn import RpnProposalConfig
 from tfsp.spec import AttributeHead, ModelSpec
-from tfsp.spec_builders import attribute_spec, dense_spec, detection_spec, pose_spec
+from tfsp.runtime.graph_chain import HEAD_GRAPHS
+from tfsp.runtime.pose import PERSON_CLASS_NAME
+from tfsp.spec_builders import attribute_spec, dense_spec, detection_spec, instance_segmentation_spec, pose_spec
 from training.attribute_thresholds import DEFAULT_ATTRIBUTE_THRESHOLD, tune_attribute_thresholds
 from training.config import ModelKind, TrainConfig
 
@@ -51,7 +56,8 @@ class ModelRecipe:
             the model predicts one class of a multi-class data set (pose: the person).
         build_model: Config -> uncompiled `keras.Model` (input "image" (B,S,S,3) float32
             0..255, dict of named raw outputs).
-        losses: Config -> `{output name: keras.losses.Loss}` for `model.compile`.
+        losses: Config -> `{output name: keras.losses.Loss}` for `model.compile`, or None for
+            a model whose own `train_step` computes its losses (Mask R-CNN).
         target_fn: Config -> per-example `fn(example) -> example` adding training
             targets (mapped by `tfsp.data.pipeline.make_dataset`), or None for none.
         fit_targets: Config -> batch fn `batch -> (x, y)` for `keras.Model.fit`, y keyed by
@@ -59,7 +65,12 @@ class ModelRecipe:
         build_spec: (config, data set) -> float32 `ModelSpec` of the trained graph.
         deploy_model: Training model -> the model that is evaluated, saved as OUT/model.keras
             and exported (e.g. without intermediate-supervision outputs); shares the layers.
+        deploy_heads: Training model -> the further graphs of a split-graph model by name
+            (`tfsp.runtime.graph_chain.HEAD_GRAPHS`), saved beside OUT/model.keras as
+            OUT/model.{name}.keras and run after it through a `GraphChain`; {} for one graph.
         with_dense: the input pipeline also loads the semantic and depth maps.
+        mask_size: Config -> side of the instance masks the input pipeline adds (covering the
+            whole input), or None for no masks.
         augment: the training augmentation when `data.augment` is on.
         finalize_spec: `(deployed model, spec, config, training split) -> spec` run once after
             training (e.g. attribute thresholds picked on training images), or None.
@@ -68,12 +79,14 @@ class ModelRecipe:
     input_size: Callable[[TrainConfig], int]
     num_classes: Callable[[TrainConfig], int | None]
     build_model: Callable[[TrainConfig], keras.Model]
-    losses: Callable[[TrainConfig], dict[str, keras.losses.Loss]]
+    losses: Callable[[TrainConfig], dict[str, keras.losses.Loss] | None]
     target_fn: Callable[[TrainConfig], Callable[[Example], Example] | None]
     fit_targets: Callable[[TrainConfig], Callable[[Example], tuple[Any, dict[str, Any]]]]
     build_spec: Callable[[TrainConfig, CocoDataset], ModelSpec]
     deploy_model: Callable[[keras.Model], keras.Model] = lambda model: model
+    deploy_heads: Callable[[keras.Model], dict[str, keras.Model]] = lambda model: {}
     with_dense: bool = False
+    mask_size: Callable[[TrainConfig], int | None] = lambda config: None
     augment: AugmentConfig = AugmentConfig()
     finalize_spec: Callable[[keras.Model, ModelSpec, TrainConfig, CocoDataset], ModelSpec] | None = None
 
@@ -197,11 +210,48 @@ ATTRIBUTES_RECIPE = ModelRecipe(
     finalize_spec=lambda model, spec, config, train: tune_attribute_thresholds(model, spec, train),
 )
 
+RCNN_MASK_SIZE = 128
+"""Side of the whole-input instance masks the pipeline gives Mask R-CNN training (2 input px per
+cell at 256 px), from which RoIAlign cuts the 28 x 28 mask targets."""
+
+
+def _mask_rcnn_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
+    model = config.mask_rcnn
+    person = model.person_class_id
+    if person is not None and dataset.class_names[person] != PERSON_CLASS_NAME:
+        raise ValueError(f"mask_rcnn.person_class_id {person} is class {dataset.class_names[person]!r} of "
+                         f"{dataset.instances_json}, not {PERSON_CLASS_NAME!r}; set it to the person class "
+                         f"({list(dataset.class_names)}) or to null for no keypoint head")
+    proposals = RpnProposalConfig(pre_nms_top_k=model.test_pre_nms_top_k, post_nms_top_k=model.test_post_nms_top_k)
+    return instance_segmentation_spec(model, dataset.class_names, dataset.category_ids,
+                                      resize_mode=config.data.resize, with_keypoints=person is not None,
+                                      proposals=proposals)
+
+
+def _mask_rcnn_heads(model: keras.Model) -> dict[str, keras.Model]:
+    graphs = model.deploy_graphs()
+    return {name: graphs[name] for name in HEAD_GRAPHS if name in graphs}
+
+
+MASK_RCNN_RECIPE = ModelRecipe(
+    input_size=lambda config: config.mask_rcnn.input_size,
+    num_classes=lambda config: config.mask_rcnn.num_classes,
+    build_model=lambda config: MaskRcnnTrainModel(config.mask_rcnn),
+    losses=lambda config: None,
+    target_fn=lambda config: make_rcnn_target_fn(config.mask_rcnn),
+    fit_targets=lambda config: rcnn_fit_targets,
+    build_spec=_mask_rcnn_spec,
+    deploy_model=lambda model: model.stage1,
+    deploy_heads=_mask_rcnn_heads,
+    mask_size=lambda config: RCNN_MASK_SIZE,
+)
+
 RECIPES: dict[ModelKind, ModelRecipe] = {
     ModelKind.SSD: SSD_RECIPE,
     ModelKind.OPENPOSE: OPENPOSE_RECIPE,
     ModelKind.DENSE: DENSE_RECIPE,
     ModelKind.ATTRIBUTES: ATTRIBUTES_RECIPE,
+    ModelKind.MASK_RCNN: MASK_RCNN_RECIPE,
 }
 
 

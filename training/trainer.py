@@ -6,7 +6,8 @@ A run directory OUT holds, when training finishes:
                          the end when the recipe tunes it, e.g. attribute thresholds)
     OUT/checkpoints/     last.keras + state.json, replaced atomically after every epoch
     OUT/tb/              TensorBoard logs (losses, learning rate, validation AP)
-    OUT/model.keras      final model
+    OUT/model.keras      final model (for split-graph models such as Mask R-CNN: the first graph,
+                         with the others beside it as OUT/model.{graph}.keras)
     OUT/metrics.json     final evaluation stats, training time, losses, config
     OUT/loss.png         loss curves and validation AP over epochs
 """
@@ -25,7 +26,9 @@ import keras
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.fileio import write_text_atomic
 from tfsp.data.pipeline import PipelineConfig, make_dataset
+from tfsp.runtime.graph_chain import GraphChain, head_path
 from tfsp.runtime.keras_runner import KerasRunner
+from tfsp.runtime.runner import Runner
 from training.callbacks import (
     EPOCH_KEY,
     CheckpointCallback,
@@ -158,13 +161,24 @@ def build_or_resume(config: TrainConfig, run_dir: Path, resume: bool) -> tuple[k
     return model, RunState()
 
 
+def deployed_runner(config: TrainConfig, model: keras.Model) -> Runner:
+    """The in-memory runner of what a run deploys: one graph, or a `GraphChain` of its graphs."""
+    recipe = RECIPES[config.model]
+    main = KerasRunner(recipe.deploy_model(model))
+    heads = recipe.deploy_heads(model)
+    return GraphChain(main, {name: KerasRunner(head) for name, head in heads.items()}) if heads else main
+
+
 def make_train_dataset(config: TrainConfig, train: CocoDataset):
     """Endless `(image, targets)` batches for `fit` (steps per epoch come from the schedule)."""
     recipe = RECIPES[config.model]
+    mask_size = recipe.mask_size(config)
+    masks = {} if mask_size is None else {"with_masks": True, "mask_size": mask_size}
     pipeline = PipelineConfig(
         input_size=recipe.input_size(config), resize=config.data.resize,
         max_instances=config.data.max_instances, batch_size=config.data.batch_size,
-        augment=recipe.augment if config.data.augment else None, seed=config.seed, with_dense=recipe.with_dense)
+        augment=recipe.augment if config.data.augment else None, seed=config.seed, with_dense=recipe.with_dense,
+        **masks)
     data = make_dataset(train, pipeline, training=True, target_fn=recipe.target_fn(config))
     return data.map(recipe.fit_targets(config)).repeat()
 
@@ -210,8 +224,7 @@ def train(
     model, state = build_or_resume(config, run_dir, resume)
 
     def evaluate(current: keras.Model) -> EvalResult:
-        deployed = RECIPES[config.model].deploy_model(current)
-        return evaluate_runner(KerasRunner(deployed), spec, val_split, config.eval.max_images)
+        return evaluate_runner(deployed_runner(config, current), spec, val_split, config.eval.max_images)
 
     schedule = config.schedule
     checkpoint = CheckpointCallback(run_dir, state)
@@ -249,7 +262,10 @@ def train(
 def _finish(config: TrainConfig, run_dir: Path, model: keras.Model, state: RunState,
             result: EvalResult) -> TrainResult:
     """Writes the final model, metrics and plot, and prints the next commands."""
-    model_path = save_model_atomic(RECIPES[config.model].deploy_model(model), run_dir / MODEL_FILENAME)
+    recipe = RECIPES[config.model]
+    model_path = save_model_atomic(recipe.deploy_model(model), run_dir / MODEL_FILENAME)
+    for name, head in recipe.deploy_heads(model).items():
+        save_model_atomic(head, head_path(model_path, name))
     print(f"final {result.metric} on {config.data.val_split} ({result.num_images} images):")
     print(result.format_table(), flush=True)
     metrics = _metrics(config, state, result)

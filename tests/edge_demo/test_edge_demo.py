@@ -184,10 +184,11 @@ def _write_spec(tmp_path: Path, model: Path, **changes) -> Path:
     ("unknown_suffix", "unknown file type '.xyz'"),
     ("corrupt_image", "cannot decode image"),
     ("corrupt_video", "cannot open video"),
-    ("unsupported_task", "no pipeline for task INSTANCE_SEGMENTATION; supported: DETECTION, POSE, DENSE, ATTRIBUTES"),
+    ("unsupported_task", "no pipeline for task DETECTION; supported: POSE, DENSE, ATTRIBUTES, INSTANCE_SEGMENTATION"),
+    ("rcnn_spec_on_one_graph", "ModelSpec.rcnn is required for Task.INSTANCE_SEGMENTATION"),
     ("wrong_input_size", "input size"),
 ])
-def test_clear_errors(tiny_exports, tmp_path, image_dir, capsys, case, expected):
+def test_clear_errors(tiny_exports, tmp_path, image_dir, capsys, monkeypatch, case, expected):
     model, spec, source = tiny_exports.int8, None, str(image_dir)
     if case == "missing_model":
         model = tmp_path / "nope.tflite"
@@ -204,6 +205,9 @@ def test_clear_errors(tiny_exports, tmp_path, image_dir, capsys, case, expected)
         path.write_bytes(b"garbage")
         source = str(path)
     elif case == "unsupported_task":
+        monkeypatch.delitem(app.TASKS, Task.DETECTION)
+        spec = _write_spec(tmp_path, model)
+    elif case == "rcnn_spec_on_one_graph":
         spec = _write_spec(tmp_path, model, task="INSTANCE_SEGMENTATION")
     elif case == "wrong_input_size":
         spec = _write_spec(tmp_path, model, input_size=32)
@@ -211,7 +215,8 @@ def test_clear_errors(tiny_exports, tmp_path, image_dir, capsys, case, expected)
     assert app.main(argv + (["--spec", str(spec)] if spec else [])) == app.EXIT_ERROR
     error = capsys.readouterr().err
     assert error.startswith("edge_demo: error: ") and expected in error
-    named = {"missing_model": model, "keras_model": model, "unsupported_task": spec, "wrong_input_size": spec}
+    named = {"missing_model": model, "keras_model": model, "unsupported_task": spec, "wrong_input_size": spec,
+             "rcnn_spec_on_one_graph": spec}
     assert str(named.get(case, source)) in error  # the message names the offending file
 
 

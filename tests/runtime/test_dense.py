@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfsp.postprocess.dense import DenseHead
+from tfsp.postprocess.paf import PafParserConfig
 from tfsp.runtime.dense import DensePipeline, DensePrediction
 from tfsp.spec import Task
 from tfsp.spec_builders import dense_spec
@@ -63,7 +64,7 @@ def test_call_returns_the_prediction_without_timings():
 def test_pipeline_checks_spec_and_runner():
     runner = FakeRunner()
     with pytest.raises(ValueError, match="Task.DENSE"):
-        DensePipeline(runner, dataclasses.replace(_spec(), task=Task.INSTANCE_SEGMENTATION))
+        DensePipeline(runner, dataclasses.replace(_spec(), task=Task.POSE, paf=PafParserConfig()))
     other = dense_spec(SIZE * 2, MAP_SIZE, CLASS_NAMES, CATEGORY_IDS)
     with pytest.raises(ValueError, match="input size"):
         DensePipeline(runner, other)

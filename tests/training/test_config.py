@@ -63,7 +63,7 @@ def test_defaults_live_in_the_dataclasses():
     assert partial.ssd == SSD_SYNTH_CONFIG
     # Only the active model's section is dumped.
     assert set(config_to_dict(TrainConfig())) == {f.name for f in dataclasses.fields(TrainConfig)} - {
-        "openpose", "dense", "attributes"}
+        "openpose", "dense", "attributes", "mask_rcnn"}
 
 
 def test_unknown_key_names_file_key_and_suggestion(tmp_path):

@@ -130,3 +130,39 @@ def test_attribute_demo_chain_builds_its_detector_first(synth_data, tmp_path):
     assert any((dirs["outputs"] / "attributes_edge_demo").iterdir())
     spec = json.loads((dirs["exports"] / "attributes_int8.json").read_text())
     assert spec["task"] == "ATTRIBUTES" and len(spec["attributes"]["thresholds"]) == 13
+
+
+def test_maskrcnn_chain_is_known_and_sizes_count_every_graph(tmp_path):
+    from tfsp.runtime.graph_chain import head_path
+    from training.demo import CHAINS, DemoTask, model_size_bytes
+
+    assert CHAINS[DemoTask("maskrcnn")].config == "mask_rcnn_synth.yaml"
+    assert DemoTask.MASKRCNN.value in (REPO / "Makefile").read_text()
+    main = tmp_path / "maskrcnn_int8.tflite"
+    main.write_bytes(b"x" * 100)
+    assert model_size_bytes(main) == 100  # a one-graph model
+    for size, head in ((10, "box_head"), (20, "mask_head"), (30, "keypoint_head")):
+        head_path(main, head).write_bytes(b"x" * size)
+    assert model_size_bytes(main) == 160
+
+
+def test_summary_rows_of_a_maskrcnn_chain_show_the_headline_and_steps(tmp_path):
+    from training.demo import _format_rows, _summary_rows
+
+    headline = ["mask_AP", "box_AP", "kp_AP"]
+    evals, exports = {}, {}
+    for label, value in (("keras", 0.5), ("fp32", 0.5), ("int8", 0.25)):
+        evals[label] = tmp_path / f"{label}.json"
+        evals[label].write_text(json.dumps({"metric": "instances", "headline": headline,
+                                            "instances": {"mask_AP": value, "box_AP": value, "kp_AP": value}}))
+    for label in ("fp32", "int8"):
+        exports[label] = tmp_path / f"maskrcnn_{label}.tflite"
+        exports[label].write_bytes(b"x" * 2**20)
+        (tmp_path / f"maskrcnn_{label}.box_head.tflite").write_bytes(b"x" * 2**20)
+    latency = {"models": [{"model": str(exports["int8"]), "inference_ms": {"median": 3.0}, "inference_ratio": 0.5,
+                           "postprocess_ms": {"median": 1.0}, "steps_ms": {"stage1": 2.0, "box_head": 1.0}}]}
+    metric, rows = _summary_rows(evals, latency, exports)
+    assert metric == "instances" and rows[2]["size_mb"] == 2.0 and rows[2]["steps_ms"]["stage1"] == 2.0
+    table = _format_rows(rows, metric, headline)
+    assert table.splitlines()[0].split()[:4] == ["model", "mask_AP", "box_AP", "kp_AP"]
+    assert "0.250" in table.splitlines()[3]

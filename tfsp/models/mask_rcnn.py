@@ -26,10 +26,8 @@ ratio ``config.aspect_ratios[a]`` and deltas channel ``4 * a + k`` is coordinate
 and ``deltas.reshape(-1, 4)`` (H_l * W_l * A, 4) are in the (row, col, aspect) order, aspect
 fastest, of :func:`tfsp.postprocess.rcnn.generate_fpn_anchors` with :func:`fpn_anchor_config`.
 
-The heads take RoI features ``(R, s, s, F)`` cut from the FPN maps by
+Heads (:mod:`tfsp.models.mask_rcnn_heads`) take RoI features ``(R, s, s, F)`` cut from the FPN maps by
 :func:`tfsp.postprocess.roi_align.multilevel_roi_align` (R, the number of RoIs, is the batch axis):
-
-Heads (:mod:`tfsp.models.mask_rcnn_heads`):
 
 * box head (:func:`~tfsp.models.mask_rcnn_heads.build_box_head`): Flatten, 2 x Dense(``box_fc``) + ReLU, then ``class_logits``
   (R, C + 1), index 0 background and ``k + 1`` class k, and ``box_deltas`` (R, 4C), class k's
@@ -45,7 +43,8 @@ Heads (:mod:`tfsp.models.mask_rcnn_heads`):
 
 The mask and keypoint heads (the paper's "stage 3") are two separate graphs, each with one input,
 so each converts and quantises on its own. Only standard Keras layers are used
-(``keras.models.load_model(path, compile=False)`` needs no custom objects).
+(``keras.models.load_model(path, compile=False)`` needs no custom objects). Training (the
+``rpn_*``, ``roi_*``, ``train_*`` fields): :class:`tfsp.models.mask_rcnn_train.MaskRcnnTrainModel`.
 """
 
 from __future__ import annotations
@@ -54,11 +53,14 @@ import dataclasses
 
 import keras
 
+from tfsp.data.rcnn_targets import ROI_FOREGROUND_FRACTION, RPN_BATCH_SIZE, RPN_POSITIVE_FRACTION
 from tfsp.models.backbones import DEFAULT_BN_MOMENTUM, mobilenet_v2_features, normalise_image
 from tfsp.postprocess.rcnn import (
     BOX_COORDS,
     DEFAULT_ASPECT_RATIOS,
     DEFAULT_FPN_SIZES_PX,
+    DEFAULT_RPN_POST_NMS_TOP_K,
+    DEFAULT_RPN_PRE_NMS_TOP_K,
     FPN_OUTPUT,
     RPN_DELTAS_OUTPUT,
     RPN_OBJECTNESS_OUTPUT,
@@ -77,6 +79,12 @@ KEYPOINT_UPSAMPLE = 4  # keypoint head: 2x transposed conv then 2x bilinear, 14 
 # Output-layer initialisation as detectron2 (normal std): box-head class scores, box deltas and the
 # RPN/mask predictors, so untrained deltas are near 0 and untrained logits near uniform.
 RPN_INIT_STD = 0.01
+TRAIN_ROI_BATCH_SIZE = 512  # RoIs sampled per image (detectron2 ROI_HEADS.BATCH_SIZE_PER_IMAGE)
+TRAIN_PRE_NMS_TOP_K = 2000  # per level (detectron2 RPN.PRE_NMS_TOPK_TRAIN)
+TRAIN_POST_NMS_TOP_K = 1000  # per image (detectron2 RPN.POST_NMS_TOPK_TRAIN)
+DEFAULT_PERSON_CLASS_ID = 0  # class 0 of the synthetic data is "person"
+DEFAULT_KEYPOINT_LOSS_WEIGHT = 1.0  # detectron2 ROI_KEYPOINT_HEAD.LOSS_WEIGHT
+SYNTH_ANCHOR_SIZES_PX = (16.0, 32.0, 64.0, 128.0, 256.0)  # P2..P6 for 256 px images with 5..100 px objects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +111,17 @@ class MaskRcnnConfig:
         num_keypoints: K, keypoint heatmap channels (17 COCO keypoints).
         bn_momentum: momentum of the backbone's batch-norm layers.
         backbone_weights: optional local MobileNetV2 ``*_no_top.h5`` weights (never downloaded).
+        rpn_batch_size: anchors sampled per image for the RPN losses (detectron2: 256).
+        rpn_positive_fraction: at most this fraction of them is positive (0.5).
+        roi_batch_size: RoIs sampled per image for the box head (detectron2: 512); the first
+            ``roi_fg_rows`` rows (every foreground one) feed the mask and keypoint heads.
+        roi_fg_fraction: at most this fraction of the sampled RoIs is foreground (0.25).
+        train_pre_nms_top_k: proposals kept per level before NMS while training (detectron2: 2000).
+        train_post_nms_top_k: proposals kept per image after NMS while training (detectron2: 1000).
+        test_pre_nms_top_k: proposals kept per level before NMS at inference (written to the spec).
+        test_post_nms_top_k: proposals kept per image after NMS at inference (written to the spec).
+        person_class_id: data class id (0-based) that carries keypoints; None: no keypoint loss.
+        keypoint_loss_weight: weight of the keypoint loss in the total (every other term has 1).
     """
 
     input_size: int = 512
@@ -123,6 +142,16 @@ class MaskRcnnConfig:
     num_keypoints: int = NUM_KEYPOINTS
     bn_momentum: float = DEFAULT_BN_MOMENTUM
     backbone_weights: str | None = None
+    rpn_batch_size: int = RPN_BATCH_SIZE
+    rpn_positive_fraction: float = RPN_POSITIVE_FRACTION
+    roi_batch_size: int = TRAIN_ROI_BATCH_SIZE
+    roi_fg_fraction: float = ROI_FOREGROUND_FRACTION
+    train_pre_nms_top_k: int = TRAIN_PRE_NMS_TOP_K
+    train_post_nms_top_k: int = TRAIN_POST_NMS_TOP_K
+    test_pre_nms_top_k: int = DEFAULT_RPN_PRE_NMS_TOP_K
+    test_post_nms_top_k: int = DEFAULT_RPN_POST_NMS_TOP_K
+    person_class_id: int | None = DEFAULT_PERSON_CLASS_ID
+    keypoint_loss_weight: float = DEFAULT_KEYPOINT_LOSS_WEIGHT
 
     def __post_init__(self) -> None:
         levels = tuple(self.levels)
@@ -138,8 +167,10 @@ class MaskRcnnConfig:
                              f"got {self.input_size}")
         if self.alpha <= 0:
             raise ValueError(f"MaskRcnnConfig.alpha must be positive, got {self.alpha}")
-        for name in ("num_classes", "fpn_channels", "box_roi_size", "box_fc", "mask_roi_size",
-                     "mask_head_channels", "keypoint_roi_size", "keypoint_head_channels", "num_keypoints"):
+        for name in ("num_classes", "fpn_channels", "box_roi_size", "box_fc", "mask_roi_size", "mask_head_channels",
+                     "keypoint_roi_size", "keypoint_head_channels", "num_keypoints", "rpn_batch_size",
+                     "roi_batch_size", "train_pre_nms_top_k", "train_post_nms_top_k", "test_pre_nms_top_k",
+                     "test_post_nms_top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MaskRcnnConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("mask_head_convs", "keypoint_head_convs"):
@@ -147,6 +178,15 @@ class MaskRcnnConfig:
                 raise ValueError(f"MaskRcnnConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.bn_momentum < 1:
             raise ValueError(f"MaskRcnnConfig.bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        for name in ("rpn_positive_fraction", "roi_fg_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"MaskRcnnConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.person_class_id is not None and not 0 <= self.person_class_id < self.num_classes:
+            raise ValueError(f"MaskRcnnConfig.person_class_id must be None or in [0, {self.num_classes}), "
+                             f"got {self.person_class_id}")
+        if not 0 <= self.keypoint_loss_weight < float("inf"):
+            raise ValueError(f"MaskRcnnConfig.keypoint_loss_weight must be finite and >= 0, "
+                             f"got {self.keypoint_loss_weight}")
         fpn_anchor_config(self)  # validates anchor_sizes_px (one per level) and aspect_ratios
 
     @property
@@ -174,6 +214,11 @@ class MaskRcnnConfig:
         """Side of the keypoint heatmaps (4 x keypoint_roi_size)."""
         return KEYPOINT_UPSAMPLE * self.keypoint_roi_size
 
+    @property
+    def roi_fg_rows(self) -> int:
+        """Rows per image that may be foreground (``int(roi_batch_size * roi_fg_fraction)``), >= 1."""
+        return max(1, int(self.roi_batch_size * self.roi_fg_fraction))
+
     def map_size(self, level: int) -> int:
         """Side ``S / 2 ** level`` of the level's FPN and RPN maps."""
         return self.input_size // 2**level
@@ -197,10 +242,14 @@ def stage1_output_names(config: MaskRcnnConfig) -> tuple[str, ...]:
 
 
 MASK_RCNN_SYNTH_CONFIG = MaskRcnnConfig(
-    input_size=256, num_classes=4, alpha=0.35, fpn_channels=64, box_fc=256,
-    mask_head_channels=64, keypoint_head_channels=64, keypoint_head_convs=4)
-"""Small default for the embedded synthetic data (4 classes) on 2 CPU cores: 256 px input, P2..P6
-(64 x 64 .. 4 x 4), MobileNetV2 alpha 0.35, FPN 64 channels, narrow heads. Not yet tuned."""
+    input_size=256, num_classes=4, alpha=0.35, fpn_channels=64, anchor_sizes_px=SYNTH_ANCHOR_SIZES_PX, box_fc=256,
+    mask_head_channels=64, keypoint_head_channels=64, keypoint_head_convs=4,
+    roi_batch_size=64, train_pre_nms_top_k=500, train_post_nms_top_k=250, test_pre_nms_top_k=300,
+    test_post_nms_top_k=150)
+"""Small default for the embedded synthetic data (4 classes, class 0 person; ~5 objects per image) on 2
+CPU cores: 256 px input, P2..P6 (64 x 64 .. 4 x 4) with 16..256 px anchors, MobileNetV2 alpha 0.35,
+FPN 64 channels, narrow heads, 64 sampled RoIs (16 foreground) per image: ~0.46 s per batch of 8.
+At inference 300 proposals per level before NMS, 150 after (the numpy steps dominate otherwise)."""
 
 
 def normal_initializer(std: float) -> keras.initializers.Initializer:

@@ -33,28 +33,20 @@ from tfsp.postprocess.rcnn import (
     FPN_OUTPUT,
     RPN_DELTAS_OUTPUT,
     RPN_OBJECTNESS_OUTPUT,
-    BoxHeadConfig,
-    FpnAnchorConfig,
-    RpnProposalConfig,
     decode_box_head,
     generate_fpn_anchors,
     generate_proposals,
 )
-from tfsp.postprocess.rcnn_masks import (
-    DEFAULT_MASK_THRESHOLD,
-    KEYPOINT_LOGITS,
-    MASK_LOGITS,
-    decode_keypoint_heatmaps,
-    paste_masks,
-)
-from tfsp.postprocess.roi_align import DEFAULT_SAMPLING_RATIO, multilevel_roi_align
+from tfsp.postprocess.rcnn_masks import KEYPOINT_LOGITS, MASK_LOGITS, decode_keypoint_heatmaps, paste_masks
+from tfsp.postprocess.roi_align import multilevel_roi_align
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS
-from tfsp.runtime.preprocess import ResizeMode, preprocess_image
+from tfsp.runtime.graph_chain import BOX_HEAD_GRAPH, KEYPOINT_HEAD_GRAPH, MASK_HEAD_GRAPH, GraphChain
+from tfsp.runtime.mask_rcnn_config import PERSON_CLASS_NAME, MaskRcnnPipelineConfig
+from tfsp.runtime.preprocess import preprocess_image
 from tfsp.runtime.timing import MS_PER_S, StageTimings
 from tfsp.structures import Detections, InstanceMasks, Poses
 
 BOX_HEAD_OUTPUT_NAMES = (CLASS_LOGITS, BOX_DELTAS)
-PERSON_CLASS_NAME = "person"
 
 GRAPH_STEPS = ("stage1", "box_head", "mask_head", "keypoint_head")
 """Steps that run a graph; their sum is ``StageTimings.inference_ms``."""
@@ -64,87 +56,6 @@ NUMPY_STEPS = ("proposals", "roi_align_box", "decode", "roi_align_mask", "paste"
 STEP_NAMES = ("stage1", "proposals", "roi_align_box", "box_head", "decode", "roi_align_mask", "mask_head",
               "paste", "roi_align_keypoint", "keypoint_head", "keypoint_decode")
 """Keys of the per-step milliseconds of :meth:`MaskRcnnPipeline.detect_profiled`, in run order."""
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskRcnnPipelineConfig:
-    """Everything the Mask R-CNN pipeline needs besides the graphs.
-
-    Attributes:
-        input_size: square model input side S in pixels.
-        anchors: FPN anchors; ``image_size`` must be ``(S, S)`` and ``levels`` the stage-1 levels.
-        proposals: RPN proposal selection.
-        box_head: box-head decoding thresholds.
-        class_names: the C foreground class names, class id order.
-        category_ids: COCO category id of each class (default ``1 .. C``).
-        box_roi_size: RoIAlign side for the box head (7).
-        mask_roi_size: RoIAlign side for the mask head (14).
-        keypoint_roi_size: RoIAlign side for the keypoint head (14).
-        sampling_ratio: RoIAlign sample points per bin side.
-        mask_threshold: pasted mask foreground where the probability is ``>=`` this.
-        person_class_id: class whose detections get keypoints; None: the class named ``"person"``
-            if any (else no keypoints).
-        resize_mode: how images become the square input.
-    """
-
-    input_size: int
-    anchors: FpnAnchorConfig
-    class_names: tuple[str, ...]
-    proposals: RpnProposalConfig = RpnProposalConfig()
-    box_head: BoxHeadConfig = BoxHeadConfig()
-    category_ids: tuple[int, ...] | None = None
-    box_roi_size: int = 7
-    mask_roi_size: int = 14
-    keypoint_roi_size: int = 14
-    sampling_ratio: int = DEFAULT_SAMPLING_RATIO
-    mask_threshold: float = DEFAULT_MASK_THRESHOLD
-    person_class_id: int | None = None
-    resize_mode: ResizeMode = ResizeMode.LETTERBOX
-
-    def __post_init__(self) -> None:
-        owner = "MaskRcnnPipelineConfig"
-        names = tuple(str(n) for n in self.class_names)
-        if not names:
-            raise ValueError(f"{owner}.class_names must not be empty")
-        categories = tuple(range(1, len(names) + 1)) if self.category_ids is None else tuple(
-            int(c) for c in self.category_ids)
-        if len(categories) != len(names):
-            raise ValueError(f"{owner}.category_ids needs {len(names)} entries, got {len(categories)}")
-        if self.anchors.image_size != (self.input_size, self.input_size):
-            raise ValueError(f"{owner}.anchors.image_size {self.anchors.image_size} != input "
-                             f"({self.input_size}, {self.input_size})")
-        for name in ("box_roi_size", "mask_roi_size", "keypoint_roi_size", "sampling_ratio"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{owner}.{name} must be >= 1, got {getattr(self, name)}")
-        person = self.person_class_id
-        if person is None and PERSON_CLASS_NAME in names:
-            person = names.index(PERSON_CLASS_NAME)
-        if person is not None and not 0 <= person < len(names):
-            raise ValueError(f"{owner}.person_class_id must be in [0, {len(names)}), got {person}")
-        object.__setattr__(self, "class_names", names)
-        object.__setattr__(self, "category_ids", categories)
-        object.__setattr__(self, "person_class_id", person)
-
-    @property
-    def levels(self) -> tuple[int, ...]:
-        """FPN levels of stage 1 (those of ``anchors``)."""
-        return self.anchors.levels
-
-    @classmethod
-    def from_model_config(cls, model_config, class_names: Sequence[str], **overrides) -> MaskRcnnPipelineConfig:
-        """Builds from a ``tfsp.models.mask_rcnn.MaskRcnnConfig`` (read by attribute, not imported).
-
-        Args:
-            model_config: has ``input_size``, ``levels``, ``anchor_sizes_px``, ``aspect_ratios``,
-                ``box_roi_size``, ``mask_roi_size``, ``keypoint_roi_size``.
-            class_names: the C class names.
-            **overrides: any other field of this class.
-        """
-        anchors = FpnAnchorConfig(image_size=model_config.input_size, levels=model_config.levels,
-                                  sizes_px=model_config.anchor_sizes_px, aspect_ratios=model_config.aspect_ratios)
-        return cls(input_size=model_config.input_size, anchors=anchors, class_names=tuple(class_names),
-                   box_roi_size=model_config.box_roi_size, mask_roi_size=model_config.mask_roi_size,
-                   keypoint_roi_size=model_config.keypoint_roi_size, **overrides)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -227,6 +138,26 @@ class MaskRcnnPipeline:
         self._stage1, self._box_head, self._mask_head, self._keypoint_head = stage1, box_head, mask_head, keypoint_head
         self._config = config
         self._anchors = generate_fpn_anchors(config.anchors)
+
+    @classmethod
+    def from_runner(cls, runner: GraphChain, spec) -> MaskRcnnPipeline:
+        """The pipeline of a split-graph model opened with ``tfsp.runtime.runner.open_runner``.
+
+        Args:
+            runner: a ``GraphChain`` with the box and mask heads (keypoint head optional).
+            spec: its ``tfsp.spec.ModelSpec`` (Task.INSTANCE_SEGMENTATION); the keypoint head runs
+                when the chain has it and ``spec.rcnn.person_class_id`` is not None.
+
+        Raises:
+            ValueError: ``runner`` is not a ``GraphChain``, lacks a head, or does not fit the spec.
+        """
+        if not isinstance(runner, GraphChain):
+            raise ValueError(f"MaskRcnnPipeline needs a GraphChain (stage 1 plus MODEL.{BOX_HEAD_GRAPH}.* and "
+                             f"MODEL.{MASK_HEAD_GRAPH}.* beside the model file), got {type(runner).__name__}")
+        config = MaskRcnnPipelineConfig.from_spec(spec)
+        keypoint_head = (runner.heads.get(KEYPOINT_HEAD_GRAPH) if spec.rcnn.person_class_id is not None else None)
+        return cls(runner.stage1, runner.head(BOX_HEAD_GRAPH), runner.head(MASK_HEAD_GRAPH), keypoint_head,
+                   config=config)
 
     @property
     def config(self) -> MaskRcnnPipelineConfig:

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from tfsp.runtime.graph_chain import BOX_HEAD_GRAPH, HEAD_GRAPHS, GraphChain, head_path
 from tfsp.spec import ModelSpec, Task
 
 KERAS_SUFFIX = ".keras"
@@ -117,19 +118,33 @@ def check_features(features: np.ndarray, shape: tuple[int | None, ...]) -> np.nd
 def open_runner(path: str | os.PathLike, num_threads: int | None = None) -> Runner:
     """Opens a model file with the runner its extension calls for.
 
+    When the box head lies beside the file (``tfsp.runtime.graph_chain.head_path``), the file
+    is stage 1 of a split-graph model: every head file that exists is opened with the same
+    runner type and a ``GraphChain`` is returned.
+
     Args:
         path: ``.keras`` (Keras 3, imports TensorFlow) or ``.tflite`` (LiteRT).
         num_threads: CPU threads for the TFLite interpreter (None: its default);
             ignored for Keras.
 
     Returns:
-        A ``Runner``.
+        A ``Runner`` (a ``GraphChain`` for split-graph models).
 
     Raises:
         ValueError: unknown extension.
         FileNotFoundError: no such file.
     """
     path = Path(path)
+    stage1 = _open_one(path, num_threads)
+    if not head_path(path, BOX_HEAD_GRAPH).is_file():
+        return stage1
+    heads = {name: _open_one(head_path(path, name), num_threads) for name in HEAD_GRAPHS
+             if head_path(path, name).is_file()}
+    return GraphChain(stage1, heads, model_path=path)
+
+
+def _open_one(path: Path, num_threads: int | None):
+    """One graph file: a ``KerasRunner`` or a ``TFLiteRunner`` by extension."""
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     suffix = path.suffix.lower()
