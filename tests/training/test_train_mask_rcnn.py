@@ -59,7 +59,8 @@ def test_interrupted_mask_rcnn_resumes_to_the_end(run):
     assert interrupted.epoch == STOP_AFTER
     assert result.state.epoch == EPOCHS
     losses = result.state.losses
-    for name in ("loss", "rpn_objectness_loss", "rpn_box_loss", "box_class_loss", "box_regression_loss", "mask_loss", "keypoint_loss"):
+    for name in ("loss", "rpn_objectness_loss", "rpn_box_loss", "box_class_loss", "box_regression_loss",
+                 "mask_loss", "keypoint_loss", "range_loss"):
         assert len(losses[name]) == EPOCHS and np.all(np.isfinite(losses[name])), name
 
 
