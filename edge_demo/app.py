@@ -39,8 +39,6 @@ DEFAULT_SCORE_THRESHOLD = 0.4
 """Display threshold (the spec's own threshold is the low one used for mAP evaluation)."""
 SPEC_SUFFIX = ".json"
 STAGE_NAMES = ("preprocess", "inference", "postprocess")
-OVERLAY_LINES = 1 + len(STAGE_NAMES)
-"""Text lines of the timing overlay at the top left: FPS, then one per stage."""
 FPS_SMOOTHING = 0.9
 """Weight of the previous value in the moving average of the pipeline time (pre + inference + post) shown as FPS."""
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
@@ -166,7 +164,7 @@ def summarize(timings: Sequence[StageTimings]) -> dict[str, dict[str, float]]:
 
 def annotate(image_rgb: np.ndarray, result: Any, model: LoadedModel, fps: float | None,
              timings: StageTimings) -> np.ndarray:
-    """The task's drawing, then the FPS and per-stage overlay (``OVERLAY_LINES`` lines at the top left)."""
+    """The task's drawing with the FPS and per-stage footer below it (``tfsp.viz.draw_timing``)."""
     drawn = model.handlers.draw(image_rgb, result, model.spec)
     return draw_timing(drawn, fps, stage_values(timings))
 

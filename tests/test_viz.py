@@ -118,16 +118,22 @@ def test_attribute_tags_under_boxes():
         viz.draw_attributes(_image(), det, attrs[np.array([0])])
 
 
-def test_timing_overlay_top_left():
+def test_timing_footer_is_appended_below_and_never_covers_the_image():
     image = _image()
-    out = viz.draw_timing(image, fps=29.97, timings_ms={"pre": 1.5, "model": 12.25})
     line_height = viz.TEXT_LINE_HEIGHT
-    for k in range(3):  # FPS, pre, model
-        band = out[k * line_height:(k + 1) * line_height, :40]
+    narrow = viz.draw_timing(image, fps=29.97, timings_ms={"pre": 1.5, "model": 12.25})
+    assert narrow.shape == (image.shape[0] + 3 * line_height, image.shape[1], 3)  # 3 items, one per line
+    assert np.array_equal(narrow[:image.shape[0]], image)
+    for k in range(3):  # FPS, pre, model: white ink on the black footer
+        band = narrow[image.shape[0] + k * line_height:image.shape[0] + (k + 1) * line_height]
         assert np.any(np.all(band == viz.TIMING_BACKGROUND, axis=-1)) and np.any(np.all(band == 255, axis=-1))
-    assert _untouched(out, slice(3 * line_height, None), slice(None)) and _untouched(out, slice(None), slice(85, None))
+    wide_image = np.full((40, 600, 3), GREY, np.uint8)
+    wide = viz.draw_timing(wide_image, fps=30.0, timings_ms={"pre": 1.5, "model": 12.25})
+    assert wide.shape == (40 + line_height, 600, 3)  # everything fits on one line
+    # The layout depends on the names only: other values give the same size (a video keeps its frame size).
+    assert viz.draw_timing(image, fps=1.0, timings_ms={"pre": 1234.5, "model": 0.0}).shape == narrow.shape
     assert np.all(image == GREY)
-    assert np.all(viz.draw_timing(image) == GREY)
+    assert np.array_equal(viz.draw_timing(image), image)
 
 
 def test_contact_sheet_shape_and_placement():

@@ -35,6 +35,8 @@ LIMB_THICKNESS = 2  # skeleton line width in pixels
 KEYPOINT_SCORE_THRESHOLD = 0.0  # joints with score > threshold are drawn
 JOINT_COLOR = (255, 255, 255)
 TIMING_BACKGROUND = (0, 0, 0)
+TIMING_SEPARATOR = "  |  "  # between the items of a one-line timing footer
+TIMING_WIDEST_VALUE = "9999.9"  # the footer layout is planned for values up to this wide
 DEPTH_COLORMAP = cv2.COLORMAP_TURBO  # near = blue ... far = red after min-max normalisation
 _SHIFT = 4  # fractional bits for sub-pixel cv2 drawing
 (_, _TEXT_HEIGHT), _TEXT_DESCENT = cv2.getTextSize("Ag|y", FONT, FONT_SCALE, 1)  # same for every string
@@ -228,7 +230,12 @@ def draw_attributes(image: np.ndarray, detections: Detections, attributes: Attri
 
 def draw_timing(image: np.ndarray, fps: float | None = None, timings_ms: Mapping[str, float] | None = None
                 ) -> np.ndarray:
-    """Writes ``"FPS 30.0"`` and one ``"name 1.2 ms"`` line per timing at the top left.
+    """Appends a black footer below the image with ``"FPS 30.0"`` and ``"name 1.2 ms"`` per timing.
+
+    The footer never covers the picture (labels near the top stay readable). Its layout depends only
+    on the image width and the timing names, not on the values, so every frame of a video gets the
+    same size: all items on one line when the widest values (``TIMING_WIDEST_VALUE``) would fit,
+    else one item per line.
 
     Args:
         image: (H, W, 3) uint8 RGB.
@@ -236,14 +243,21 @@ def draw_timing(image: np.ndarray, fps: float | None = None, timings_ms: Mapping
         timings_ms: stage name -> milliseconds, in display order.
 
     Returns:
-        New (H, W, 3) uint8 image.
+        New (H + F, W, 3) uint8 image, F = lines x ``TEXT_LINE_HEIGHT`` (F = 0 with nothing to show).
     """
     _check_image(image)
-    lines = ([f"FPS {fps:.1f}"] if fps is not None else []) + [f"{k} {v:.1f} ms" for k, v in (timings_ms or {}).items()]
-    out = image.copy()
+    names = list(timings_ms or {})
+    items = ([f"FPS {fps:.1f}"] if fps is not None else []) + [f"{k} {v:.1f} ms" for k, v in (timings_ms or {}).items()]
+    if not items:
+        return image.copy()
+    widest = ([f"FPS {TIMING_WIDEST_VALUE}"] if fps is not None else []) + [f"{k} {TIMING_WIDEST_VALUE} ms" for k in names]
+    one_line = cv2.getTextSize(TIMING_SEPARATOR.join(widest), FONT, FONT_SCALE, 1)[0][0] + 2 * TEXT_PADDING
+    lines = [TIMING_SEPARATOR.join(items)] if one_line <= image.shape[1] else items
+    footer = np.zeros((len(lines) * TEXT_LINE_HEIGHT, image.shape[1], 3), np.uint8)
+    footer[:] = TIMING_BACKGROUND
     for k, line in enumerate(lines):
-        _text(out, line, 0, k * TEXT_LINE_HEIGHT, TIMING_BACKGROUND, below=True)
-    return out
+        _text(footer, line, 0, k * TEXT_LINE_HEIGHT, TIMING_BACKGROUND, below=True)
+    return np.concatenate([image, footer], axis=0)
 
 
 def contact_sheet(images: Sequence[np.ndarray], columns: int, tile_size: int | tuple[int, int]) -> np.ndarray:

@@ -59,10 +59,3 @@ def test_keypoint_loss_is_a_spatial_softmax_over_cells():
     np.testing.assert_allclose(losses.keypoint_loss(logits, indices, valid).numpy(), math.log(9.0) / 2, rtol=1e-5)
     assert float(losses.keypoint_loss(logits, indices, tf.constant([[False, False]]))) == 0.0
 
-
-def test_range_loss_is_zero_inside_the_bounds_and_quadratic_beyond():
-    inside = tf.constant([[-3.0, 3.0]])
-    beyond = tf.constant([[-7.0, 6.0, 0.0]])  # excess over bound 5: 2 and 1
-    assert float(losses.range_loss([(inside, 3.0)], tf.constant(1))) == 0.0
-    value = losses.range_loss([(inside, 3.0), (beyond, 5.0)], tf.constant(2), weight=0.5)
-    np.testing.assert_allclose(float(value), 0.5 * (4.0 + 1.0) / 2.0, rtol=1e-6)

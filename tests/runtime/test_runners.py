@@ -167,3 +167,14 @@ def test_feature_input_validation():
             runner.run_features(np.zeros((1, 5, 5, 3), np.float32))
         with pytest.raises(ValueError, match="float32"):
             runner.run_features(np.zeros((1, *FEATURE_SHAPE), np.float64))
+
+
+def test_keras_feature_batches_are_padded_without_changing_any_row():
+    model = _tiny_feature_model()
+    runner = KerasRunner(model)
+    features = _features(5, seed=3)  # padded to 8 rows for the graph call
+    got = runner.run_features(features)
+    direct = model.predict_on_batch(features)
+    for name in got:
+        assert got[name].shape[0] == 5
+        np.testing.assert_allclose(got[name], np.asarray(direct[name]), atol=1e-6, err_msg=name)

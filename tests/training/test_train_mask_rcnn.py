@@ -2,7 +2,6 @@
 
 import json
 
-import keras
 import numpy as np
 import pytest
 
@@ -15,6 +14,7 @@ from training.callbacks import read_state
 from training.config import DataConfig, EvalConfig, ModelKind, ScheduleConfig, TrainConfig
 from training.evaluate import main as evaluate_main
 from training.trainer import train
+from tests.training.test_train import Interrupt, InterruptAfter
 
 TINY_SIZE = 64
 EPOCHS, STOP_AFTER, BATCH, STEPS = 2, 1, 2, 2
@@ -23,20 +23,6 @@ TINY_MASK_RCNN = MaskRcnnConfig(
     anchor_sizes_px=(8.0, 16.0, 32.0, 64.0), box_fc=32, mask_head_channels=16, mask_head_convs=1,
     keypoint_head_channels=16, keypoint_head_convs=1, roi_batch_size=16, train_pre_nms_top_k=64,
     train_post_nms_top_k=32)
-
-
-class Interrupt(Exception):
-    """Stands in for Ctrl-C after an epoch's checkpoint."""
-
-
-class InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, epoch: int):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise Interrupt
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +46,7 @@ def test_interrupted_mask_rcnn_resumes_to_the_end(run):
     assert result.state.epoch == EPOCHS
     losses = result.state.losses
     for name in ("loss", "rpn_objectness_loss", "rpn_box_loss", "box_class_loss", "box_regression_loss",
-                 "mask_loss", "keypoint_loss", "range_loss"):
+                 "mask_loss", "keypoint_loss"):
         assert len(losses[name]) == EPOCHS and np.all(np.isfinite(losses[name])), name
 
 

@@ -5,15 +5,6 @@ Normalisation follows detectron2: the RPN terms are divided by the number of sam
 mean per-pixel BCE over foreground RoIs and the keypoint loss the mean spatial-softmax cross-entropy
 over labelled keypoints. Every denominator is at least 1, so empty batches give 0, never NaN.
 Box regression uses ``smooth_l1`` with ``SMOOTH_L1_BETA`` (0: plain L1, detectron2's default).
-
-Range penalty (for int8, as the SSD losses in ``tfsp.losses``): :func:`range_loss` adds
-``RANGE_PENALTY_WEIGHT * sum(relu(|x| - bound)^2)`` per image over every raw output that int8
-quantises per tensor: FPN maps (``FEATURE_RANGE``), RPN and box-head logits (``LOGIT_RANGE``), RPN and
-box-head deltas (``DELTA_RANGE``) and mask logits (``LOGIT_RANGE``). Without it a few positions drift
-to FPN values and RPN logits of 400-1000 while typical magnitudes are 4-20; full-integer calibration
-takes those extremes as the range, the quantisation step becomes as large as typical values, and the
-int8 chain lost 14-19 AP points (stage 1 alone; measured on the synthetic set). Inside the bounds the
-penalty is exactly zero.
 """
 
 from __future__ import annotations
@@ -22,14 +13,10 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from tfsp.losses import DELTA_RANGE, LOGIT_RANGE, RANGE_PENALTY_WEIGHT
 from tfsp.postprocess.rcnn import BOX_COORDS
 
 SMOOTH_L1_BETA = 0.0
 """Smooth-L1 transition point; 0 gives L1 (detectron2 ``SMOOTH_L1_BETA`` of the RPN and box head)."""
-
-FEATURE_RANGE = 32.0
-"""|FPN feature| beyond this is penalised (typical magnitudes 4-10; a quantisation step of 1/4 at this range)."""
 
 MASK_TARGET_THRESHOLD = 0.5
 """Soft RoIAligned mask targets are binarised at this value (detectron2's ``crop_and_resize >= 0.5``)."""
@@ -132,20 +119,3 @@ def keypoint_loss(keypoint_logits: tf.Tensor, indices: tf.Tensor, valid: tf.Tens
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=indices, logits=flat)
     return tf.reduce_sum(tf.where(valid, ce, 0.0)) / _at_least_one(tf.reduce_sum(tf.cast(valid, tf.int32)))
 
-
-def range_loss(bounded: Sequence[tuple[tf.Tensor, float]], num_images: tf.Tensor,
-               weight: float = RANGE_PENALTY_WEIGHT) -> tf.Tensor:
-    """``weight * sum(relu(|x| - bound)^2)`` over every tensor, divided by the number of images.
-
-    Args:
-        bounded: ``(tensor, bound)`` pairs: any-shape float32 raw outputs and the magnitude allowed
-            for free.
-        num_images: scalar, images in the batch (at least 1 is used).
-        weight: penalty scale.
-
-    Returns:
-        Scalar float32, 0 when every value is inside its bound.
-    """
-    total = tf.add_n([tf.reduce_sum(tf.square(tf.nn.relu(tf.abs(tf.cast(values, tf.float32)) - bound)))
-                      for values, bound in bounded])
-    return weight * total / _at_least_one(num_images)

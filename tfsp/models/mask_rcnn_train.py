@@ -13,9 +13,7 @@
    TFLite-free) -> box head -> classification and regression losses;
 4. the first ``config.roi_fg_rows`` rows of each image (every foreground RoI) -> mask head and
    keypoint head, with :func:`~tfsp.data.rcnn_head_targets.mask_targets` and
-   :func:`~tfsp.data.rcnn_head_targets.keypoint_targets` (persons: ``config.person_class_id``);
-5. the int8 range penalty (:func:`tfsp.models.mask_rcnn_losses.range_loss`) on the FPN maps, RPN
-   outputs, box-head outputs and mask logits.
+   :func:`~tfsp.data.rcnn_head_targets.keypoint_targets` (persons: ``config.person_class_id``).
 
 RoI sampling seeds are ``(optimizer.iterations, image index)``: reproducible, new every step.
 Batch keys are those of :data:`tfsp.data.rcnn_train_targets.RCNN_FIT_KEYS`.
@@ -46,7 +44,7 @@ STAGE1_GRAPH = "stage1"
 """``deploy_graphs`` key of stage 1 (saved as the main model file)."""
 
 LOSS_NAMES = ("rpn_objectness_loss", "rpn_box_loss", "box_class_loss", "box_regression_loss", "mask_loss",
-              "keypoint_loss", "range_loss")
+              "keypoint_loss")
 """Loss terms logged beside ``loss`` (their weighted sum); names end in ``loss`` like Keras' per-output
 losses, so the trainer records them per epoch."""
 
@@ -175,11 +173,6 @@ class MaskRcnnTrainModel(keras.Model):
         mask_logits = self.mask_head(tf.reshape(mask_features, [batch * fg, cfg.mask_roi_size, cfg.mask_roi_size, -1]),
                                      training=training)[MASK_LOGITS]
         result["mask_loss"] = losses.mask_loss(mask_logits, fg_classes, targets)
-        result["range_loss"] = losses.range_loss(
-            [(value, losses.FEATURE_RANGE) for value in fpn] + [(value, losses.LOGIT_RANGE) for value in objectness]
-            + [(value, losses.DELTA_RANGE) for value in deltas]
-            + [(head[CLASS_LOGITS], losses.LOGIT_RANGE), (head[BOX_DELTAS], losses.DELTA_RANGE),
-               (mask_logits, losses.LOGIT_RANGE)], batch)
         if cfg.person_class_id is None:
             result["keypoint_loss"] = tf.constant(0.0)
             return result

@@ -79,12 +79,19 @@ class KerasRunner:
                 (e.g. (R, 7, 7, F) RoI features for a Mask R-CNN box head).
 
         Returns:
-            Output name -> float32 array with leading dimension B.
+            Output name -> float32 array with leading dimension B. The batch is zero-padded to
+            the next power of two for the graph call (rows are independent in inference mode),
+            so a varying number of RoIs does not retrace the Keras predict function every time.
 
         Raises:
             ValueError: wrong dtype or shape.
         """
-        return self._predict(check_features(features, self._input_shape))
+        features = check_features(features, self._input_shape)
+        count = features.shape[0]
+        padded = 1 << (count - 1).bit_length()  # power-of-two batches: Keras traces a few shapes, not one per R
+        if padded > count:
+            features = np.concatenate([features, np.zeros((padded - count, *features.shape[1:]), np.float32)])
+        return {name: values[:count] for name, values in self._predict(features).items()}
 
     def _predict(self, values: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self._model.predict_on_batch(values)
