@@ -22,7 +22,7 @@ import yaml
 from tfsp.fileio import write_text_atomic
 from tfsp.models.attributes import ATTRIBUTES_SYNTH_CONFIG, AttributeConfig
 from tfsp.models.dense import DENSE_SYNTH_CONFIG, DenseConfig
-from tfsp.models.mask_rcnn import MASK_RCNN_SYNTH_CONFIG, MaskRcnnConfig
+from tfsp.models.mask_rcnn_config import MASK_RCNN_SYNTH_CONFIG, MaskRcnnConfig
 from tfsp.models.openpose import OPENPOSE_SYNTH_CONFIG, OpenPoseConfig
 from tfsp.models.ssd import SSD_SYNTH_CONFIG, SsdConfig
 from tfsp.runtime.preprocess import ResizeMode

@@ -263,9 +263,9 @@ def _finish(config: TrainConfig, run_dir: Path, model: keras.Model, state: RunSt
             result: EvalResult) -> TrainResult:
     """Writes the final model, metrics and plot, and prints the next commands."""
     recipe = RECIPES[config.model]
+    for name, head in recipe.deploy_heads(model).items():  # heads first: a main file implies its heads
+        save_model_atomic(head, head_path(run_dir / MODEL_FILENAME, name))
     model_path = save_model_atomic(recipe.deploy_model(model), run_dir / MODEL_FILENAME)
-    for name, head in recipe.deploy_heads(model).items():
-        save_model_atomic(head, head_path(model_path, name))
     print(f"final {result.metric} on {config.data.val_split} ({result.num_images} images):")
     print(result.format_table(), flush=True)
     metrics = _metrics(config, state, result)

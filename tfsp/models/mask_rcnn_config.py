@@ -1,0 +1,201 @@
+"""Configuration of the Mask R-CNN split graphs (``tfsp.models.mask_rcnn``): shapes, anchors, RoI sampling.
+
+One frozen dataclass shared by the four graphs, the training model and the ModelSpec builder, plus the
+helpers that derive the numpy anchors and the stage-1 output names from it, and the synthetic default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tfsp.data.rcnn_targets import ROI_FOREGROUND_FRACTION, RPN_BATCH_SIZE, RPN_POSITIVE_FRACTION
+from tfsp.models.backbones import DEFAULT_BN_MOMENTUM
+from tfsp.postprocess.rcnn import (
+    DEFAULT_ASPECT_RATIOS,
+    DEFAULT_FPN_SIZES_PX,
+    DEFAULT_RPN_POST_NMS_TOP_K,
+    DEFAULT_RPN_PRE_NMS_TOP_K,
+    FPN_OUTPUT,
+    RPN_DELTAS_OUTPUT,
+    RPN_OBJECTNESS_OUTPUT,
+    FpnAnchorConfig,
+)
+from tfsp.structures import NUM_KEYPOINTS
+
+BACKBONE_LEVELS = (2, 3, 4, 5)  # MobileNetV2 taps at strides 4, 8, 16, 32
+EXTRA_LEVEL = 6  # P6: stride-2 subsampling of P5 (no backbone tap)
+SUPPORTED_LEVELS = (*BACKBONE_LEVELS, EXTRA_LEVEL)
+MASK_UPSAMPLE = 2  # mask head: one 2x transposed conv, 14 -> 28
+KEYPOINT_UPSAMPLE = 4  # keypoint head: 2x transposed conv then 2x bilinear, 14 -> 56
+TRAIN_ROI_BATCH_SIZE = 512  # RoIs sampled per image (detectron2 ROI_HEADS.BATCH_SIZE_PER_IMAGE)
+TRAIN_PRE_NMS_TOP_K = 2000  # per level (detectron2 RPN.PRE_NMS_TOPK_TRAIN)
+TRAIN_POST_NMS_TOP_K = 1000  # per image (detectron2 RPN.POST_NMS_TOPK_TRAIN)
+DEFAULT_PERSON_CLASS_ID = 0  # class 0 of the synthetic data is "person"
+DEFAULT_KEYPOINT_LOSS_WEIGHT = 1.0  # detectron2 ROI_KEYPOINT_HEAD.LOSS_WEIGHT
+SYNTH_ANCHOR_SIZES_PX = (16.0, 32.0, 64.0, 128.0, 256.0)  # P2..P6 for 256 px images with 5..100 px objects
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskRcnnConfig:
+    """Mask R-CNN (+ keypoints) configuration shared by the four graphs.
+
+    Attributes:
+        input_size: square input side S in pixels, a multiple of ``2 ** max(levels)``.
+        num_classes: foreground classes C (the box head adds background at index 0).
+        alpha: MobileNetV2 width multiplier.
+        fpn_channels: F, channels of every FPN level, of the RPN conv and of the RoI features.
+        levels: FPN levels, consecutive within 2..6 and ending at 5 or 6; level l has stride
+            ``2 ** l``. Proposals and RoIAlign use the same levels.
+        anchor_sizes_px: per level, the anchor side in input pixels (``FpnAnchorConfig.sizes_px``).
+        aspect_ratios: anchor ratios h / w per location, in channel order; A = their count.
+        box_roi_size: s of the box head's (R, s, s, F) input (7).
+        box_fc: units of each of the box head's two fully connected layers.
+        mask_roi_size: s of the mask head's input (14); masks are 2s (28).
+        mask_head_channels: width of the mask head's convs and transposed conv.
+        mask_head_convs: 3x3 convs of the mask head (4).
+        keypoint_roi_size: s of the keypoint head's input (14); heatmaps are 4s (56).
+        keypoint_head_channels: width of the keypoint head's convs.
+        keypoint_head_convs: 3x3 convs of the keypoint head (detectron2: 8).
+        num_keypoints: K, keypoint heatmap channels (17 COCO keypoints).
+        bn_momentum: momentum of the backbone's batch-norm layers.
+        backbone_weights: optional local MobileNetV2 ``*_no_top.h5`` weights (never downloaded).
+        rpn_batch_size: anchors sampled per image for the RPN losses (detectron2: 256).
+        rpn_positive_fraction: at most this fraction of them is positive (0.5).
+        roi_batch_size: RoIs sampled per image for the box head (detectron2: 512); the first
+            ``roi_fg_rows`` rows (every foreground one) feed the mask and keypoint heads.
+        roi_fg_fraction: at most this fraction of the sampled RoIs is foreground (0.25).
+        train_pre_nms_top_k: proposals kept per level before NMS while training (detectron2: 2000).
+        train_post_nms_top_k: proposals kept per image after NMS while training (detectron2: 1000).
+        test_pre_nms_top_k: proposals kept per level before NMS at inference (written to the spec).
+        test_post_nms_top_k: proposals kept per image after NMS at inference (written to the spec).
+        person_class_id: data class id (0-based) that carries keypoints; None: no keypoint loss.
+        keypoint_loss_weight: weight of the keypoint loss in the total (every other term has 1).
+    """
+
+    input_size: int = 512
+    num_classes: int = 4
+    alpha: float = 1.0
+    fpn_channels: int = 256
+    levels: tuple[int, ...] = SUPPORTED_LEVELS
+    anchor_sizes_px: tuple[float, ...] = DEFAULT_FPN_SIZES_PX
+    aspect_ratios: tuple[float, ...] = DEFAULT_ASPECT_RATIOS
+    box_roi_size: int = 7
+    box_fc: int = 1024
+    mask_roi_size: int = 14
+    mask_head_channels: int = 256
+    mask_head_convs: int = 4
+    keypoint_roi_size: int = 14
+    keypoint_head_channels: int = 512
+    keypoint_head_convs: int = 8
+    num_keypoints: int = NUM_KEYPOINTS
+    bn_momentum: float = DEFAULT_BN_MOMENTUM
+    backbone_weights: str | None = None
+    rpn_batch_size: int = RPN_BATCH_SIZE
+    rpn_positive_fraction: float = RPN_POSITIVE_FRACTION
+    roi_batch_size: int = TRAIN_ROI_BATCH_SIZE
+    roi_fg_fraction: float = ROI_FOREGROUND_FRACTION
+    train_pre_nms_top_k: int = TRAIN_PRE_NMS_TOP_K
+    train_post_nms_top_k: int = TRAIN_POST_NMS_TOP_K
+    test_pre_nms_top_k: int = DEFAULT_RPN_PRE_NMS_TOP_K
+    test_post_nms_top_k: int = DEFAULT_RPN_POST_NMS_TOP_K
+    person_class_id: int | None = DEFAULT_PERSON_CLASS_ID
+    keypoint_loss_weight: float = DEFAULT_KEYPOINT_LOSS_WEIGHT
+
+    def __post_init__(self) -> None:
+        levels = tuple(self.levels)
+        if (not levels or levels != tuple(range(levels[0], levels[0] + len(levels)))
+                or levels[0] < min(SUPPORTED_LEVELS) or levels[-1] not in (max(BACKBONE_LEVELS), EXTRA_LEVEL)):
+            raise ValueError(f"MaskRcnnConfig.levels must be consecutive within {SUPPORTED_LEVELS} and end at "
+                             f"{max(BACKBONE_LEVELS)} or {EXTRA_LEVEL}, got {self.levels!r}")
+        object.__setattr__(self, "levels", levels)
+        object.__setattr__(self, "anchor_sizes_px", tuple(float(s) for s in self.anchor_sizes_px))
+        object.__setattr__(self, "aspect_ratios", tuple(float(r) for r in self.aspect_ratios))
+        if self.input_size <= 0 or self.input_size % self.max_stride:
+            raise ValueError(f"MaskRcnnConfig.input_size must be a positive multiple of {self.max_stride}, "
+                             f"got {self.input_size}")
+        if self.alpha <= 0:
+            raise ValueError(f"MaskRcnnConfig.alpha must be positive, got {self.alpha}")
+        for name in ("num_classes", "fpn_channels", "box_roi_size", "box_fc", "mask_roi_size", "mask_head_channels",
+                     "keypoint_roi_size", "keypoint_head_channels", "num_keypoints", "rpn_batch_size",
+                     "roi_batch_size", "train_pre_nms_top_k", "train_post_nms_top_k", "test_pre_nms_top_k",
+                     "test_post_nms_top_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MaskRcnnConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("mask_head_convs", "keypoint_head_convs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"MaskRcnnConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"MaskRcnnConfig.bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        for name in ("rpn_positive_fraction", "roi_fg_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"MaskRcnnConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.person_class_id is not None and not 0 <= self.person_class_id < self.num_classes:
+            raise ValueError(f"MaskRcnnConfig.person_class_id must be None or in [0, {self.num_classes}), "
+                             f"got {self.person_class_id}")
+        if not 0 <= self.keypoint_loss_weight < float("inf"):
+            raise ValueError(f"MaskRcnnConfig.keypoint_loss_weight must be finite and >= 0, "
+                             f"got {self.keypoint_loss_weight}")
+        fpn_anchor_config(self)  # validates anchor_sizes_px (one per level) and aspect_ratios
+
+    @property
+    def max_stride(self) -> int:
+        """Stride of the coarsest level, ``2 ** max(levels)``."""
+        return 2 ** self.levels[-1]
+
+    @property
+    def num_anchors(self) -> int:
+        """A, anchors per location (one per aspect ratio)."""
+        return len(self.aspect_ratios)
+
+    @property
+    def num_logits(self) -> int:
+        """Box-head classification logits: C + 1 (background first)."""
+        return self.num_classes + 1
+
+    @property
+    def mask_size(self) -> int:
+        """M, side of the mask logits (2 x mask_roi_size)."""
+        return MASK_UPSAMPLE * self.mask_roi_size
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the keypoint heatmaps (4 x keypoint_roi_size)."""
+        return KEYPOINT_UPSAMPLE * self.keypoint_roi_size
+
+    @property
+    def roi_fg_rows(self) -> int:
+        """Rows per image that may be foreground (``int(roi_batch_size * roi_fg_fraction)``), >= 1."""
+        return max(1, int(self.roi_batch_size * self.roi_fg_fraction))
+
+    def map_size(self, level: int) -> int:
+        """Side ``S / 2 ** level`` of the level's FPN and RPN maps."""
+        return self.input_size // 2**level
+
+
+def fpn_anchor_config(config: MaskRcnnConfig) -> FpnAnchorConfig:
+    """The numpy anchors matching stage 1's RPN outputs (same levels, map sizes and aspect order)."""
+    return FpnAnchorConfig(image_size=config.input_size, levels=config.levels,
+                           sizes_px=config.anchor_sizes_px, aspect_ratios=config.aspect_ratios)
+
+
+def roi_feature_channels(config: MaskRcnnConfig) -> int:
+    """F, channels of the RoI features every head takes (the FPN width)."""
+    return config.fpn_channels
+
+
+def stage1_output_names(config: MaskRcnnConfig) -> tuple[str, ...]:
+    """Every stage-1 output name: per level, FPN map, RPN objectness, RPN deltas."""
+    return tuple(name.format(level) for level in config.levels
+                 for name in (FPN_OUTPUT, RPN_OBJECTNESS_OUTPUT, RPN_DELTAS_OUTPUT))
+
+
+MASK_RCNN_SYNTH_CONFIG = MaskRcnnConfig(
+    input_size=256, num_classes=4, alpha=0.35, fpn_channels=64, anchor_sizes_px=SYNTH_ANCHOR_SIZES_PX, box_fc=256,
+    mask_head_channels=64, keypoint_head_channels=64, keypoint_head_convs=4,
+    roi_batch_size=64, train_pre_nms_top_k=500, train_post_nms_top_k=250, test_pre_nms_top_k=300,
+    test_post_nms_top_k=150)
+"""Small default for the embedded synthetic data (4 classes, class 0 person; ~5 objects per image) on 2
+CPU cores: 256 px input, P2..P6 (64 x 64 .. 4 x 4) with 16..256 px anchors, MobileNetV2 alpha 0.35,
+FPN 64 channels, narrow heads, 64 sampled RoIs (16 foreground) per image: ~0.46 s per batch of 8.
+At inference 300 proposals per level before NMS, 150 after (the numpy steps dominate otherwise)."""
+
