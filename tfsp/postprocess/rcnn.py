@@ -83,6 +83,23 @@ def _positive_floats(owner: str, name: str, values: Sequence[float]) -> tuple[fl
     return result
 
 
+def _checked_nms_coding(owner: str, iou_threshold: float, variances: Sequence[float]) -> tuple[float, ...]:
+    """Validates the NMS IoU threshold and the box-coding variances every decoding config has.
+
+    Returns:
+        The variances as 4 floats.
+
+    Raises:
+        ValueError: the threshold is outside [0, 1] or the variances are not 4 positive floats.
+    """
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"{owner}.iou_threshold must be in [0, 1], got {iou_threshold}")
+    result = _positive_floats(owner, "variances", variances)
+    if len(result) != 4:
+        raise ValueError(f"{owner}.variances must be 4 positive floats, got {variances}")
+    return result
+
+
 @dataclasses.dataclass(frozen=True)
 class FpnAnchorConfig:
     """FPN anchors: one size and several aspect ratios per level.
@@ -174,14 +191,9 @@ class RpnProposalConfig:
         if self.pre_nms_top_k < 1 or self.post_nms_top_k < 0:
             raise ValueError(f"{owner} needs pre_nms_top_k >= 1 and post_nms_top_k >= 0, got "
                              f"{self.pre_nms_top_k}, {self.post_nms_top_k}")
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise ValueError(f"{owner}.iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if not 0.0 <= self.min_size_px < math.inf:
             raise ValueError(f"{owner}.min_size_px must be finite and >= 0, got {self.min_size_px}")
-        variances = _positive_floats(owner, "variances", self.variances)
-        if len(variances) != 4:
-            raise ValueError(f"{owner}.variances must be 4 positive floats, got {self.variances}")
-        object.__setattr__(self, "variances", variances)
+        object.__setattr__(self, "variances", _checked_nms_coding(owner, self.iou_threshold, self.variances))
 
 
 def generate_proposals(
@@ -256,14 +268,9 @@ class BoxHeadConfig:
 
     def __post_init__(self) -> None:
         owner = "BoxHeadConfig"
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise ValueError(f"{owner}.iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if self.max_detections < 0:
             raise ValueError(f"{owner}.max_detections must be >= 0, got {self.max_detections}")
-        variances = _positive_floats(owner, "variances", self.variances)
-        if len(variances) != 4:
-            raise ValueError(f"{owner}.variances must be 4 positive floats, got {self.variances}")
-        object.__setattr__(self, "variances", variances)
+        object.__setattr__(self, "variances", _checked_nms_coding(owner, self.iou_threshold, self.variances))
 
 
 def decode_box_head(
