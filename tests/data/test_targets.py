@@ -174,3 +174,25 @@ def test_works_in_tf_data_and_fit_targets():
         box_deltas = y["box_deltas"][i].numpy()
         np.testing.assert_allclose(box_deltas[:, :4], ref_boxes, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(box_deltas[:, 4], (ref_classes > 0).astype(np.float32))
+
+
+def _greedy_reference(iou):
+    """The greedy over the full matrix: highest remaining IoU > 0 first, ties to the lowest flat index."""
+    remaining = iou.copy()
+    forced = np.full(iou.shape[0], -1)
+    while remaining.size and remaining.max() > 0:
+        a, j = np.unravel_index(np.argmax(remaining), remaining.shape)  # argmax: first flat maximum
+        forced[a] = j
+        remaining[a, :], remaining[:, j] = -1.0, -1.0
+    return forced
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("shape", [(40, 7), (5, 9), (3, 3), (60, 1)])
+def test_bipartite_match_equals_full_greedy_with_ties_and_crowding(seed, shape):
+    rng = np.random.default_rng(seed)
+    # Few distinct values (many ties), zeros and -1 (unmatchable boxes); boxes compete for anchors.
+    iou = rng.choice(np.array([-1.0, 0.0, 0.25, 0.5, 0.75], np.float32), size=shape, p=[0.1, 0.3, 0.2, 0.2, 0.2])
+    iou[:, rng.uniform(size=shape[1]) < 0.15] = -1.0
+    forced = targets._bipartite_match(tf.constant(iou)).numpy()
+    np.testing.assert_array_equal(forced, _greedy_reference(iou))

@@ -107,6 +107,19 @@ def test_class_logits_follow_head_bias_layout(tiny_model):
     np.testing.assert_array_equal(logits, np.concatenate(expected))
 
 
+def test_fresh_class_heads_start_at_the_foreground_prior():
+    """Every anchor starts near background 1 - prior, the classes sharing the rest; no prior: zero bias."""
+    keras.utils.set_random_seed(0)
+    model = ssd.build_ssd(dataclasses.replace(TINY_CONFIG, foreground_prior=0.02))
+    probs = keras.ops.softmax(model(_images(2, TINY_SIZE, seed=4), training=False)["class_logits"]).numpy()
+    np.testing.assert_allclose(probs[..., 0], 0.98, atol=2e-3)
+    np.testing.assert_allclose(probs[..., 1:], 0.02 / TINY_CONFIG.num_classes, atol=2e-3)
+    assert not np.any(ssd.build_ssd(TINY_CONFIG).get_layer("class_head_0").get_weights()[1])
+    assert ssd.SSD_SYNTH_CONFIG.foreground_prior == ssd.SYNTH_FOREGROUND_PRIOR
+    with pytest.raises(ValueError, match="foreground_prior"):
+        dataclasses.replace(TINY_CONFIG, foreground_prior=1.0)
+
+
 def test_save_load_round_trip_without_custom_objects(tiny_model, tmp_path):
     path = tmp_path / "ssd.keras"
     tiny_model.save(path)
@@ -132,11 +145,14 @@ def test_converts_to_builtin_tflite_fp32(tiny_model, tmp_path):
         np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-4, rtol=1e-4)
 
 
-def test_fpn_variant_round_trips_and_converts_to_builtin_tflite(tmp_path):
-    """The top-down pathway keeps shapes and anchor count, saves without custom objects, and stays builtin-only."""
+@pytest.mark.parametrize("variant, marker", [({"fpn_channels": 8}, "fpn_up_"),
+                                             ({"separable_heads": True}, "class_head_0_dw")])
+def test_variants_round_trip_and_convert_to_builtin_tflite(tmp_path, variant, marker):
+    """The top-down pathway and SSDLite heads keep shapes and anchor count, save without custom
+    objects, and stay builtin-only."""
     keras.utils.set_random_seed(0)
-    model = ssd.build_ssd(dataclasses.replace(TINY_CONFIG, fpn_channels=8))
-    assert any(layer.name.startswith("fpn_up_") for layer in model.layers)
+    model = ssd.build_ssd(dataclasses.replace(TINY_CONFIG, **variant))
+    assert any(layer.name.startswith(marker) for layer in model.layers)
     image = _images(1, TINY_SIZE, seed=3)
     expected = model(image, training=False)
     assert expected["box_deltas"].shape == (1, TINY_NUM_ANCHORS, 4)

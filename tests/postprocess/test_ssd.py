@@ -45,7 +45,7 @@ EXPECTED_CLASSES = np.array([0, 1, 1, 0, 1], np.int32)
 def test_defaults_are_the_named_constants():
     config = SsdPostprocessConfig()
     assert (config.score_threshold, config.iou_threshold, config.max_detections) == (
-        DEFAULT_SCORE_THRESHOLD, DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DETECTIONS) == (0.05, 0.45, 100)
+        DEFAULT_SCORE_THRESHOLD, DEFAULT_IOU_THRESHOLD, DEFAULT_MAX_DETECTIONS) == (0.01, 0.6, 100)
 
 
 def test_softmax_is_stable_and_normalised():

@@ -42,6 +42,8 @@ NUM_BOX_COORDS = 4
 HEAD_KERNEL_SIZE = 3
 RELU_MAX = 6.0
 BN_EPSILON = 1e-3
+SYNTH_FOREGROUND_PRIOR = 0.01
+"""``ssd_synth``'s initial foreground probability at every anchor (RetinaNet's prior, 0.01)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,13 @@ class SsdConfig:
         backbone_weights: optional local MobileNetV2 ``*_no_top.h5`` weights (never downloaded).
         fpn_channels: width of an optional top-down pathway (FPN-lite: 1x1 laterals, nearest
             upsampling, add, 3x3 conv) that brings deeper semantics into the finer maps; 0 = off.
+        separable_heads: SSDLite heads (3x3 depthwise + BN + ReLU6, then 1x1 conv) instead of
+            full 3x3 convs; on MobileNetV2's wide maps (96-1280 channels) the full heads cost
+            more multiply-adds than the backbone.
+        foreground_prior: initial probability of all foreground classes together at every
+            anchor (the class heads start with a background-logit bias, RetinaNet's prior
+            initialisation for a softmax), so that training does not start with every anchor a
+            confident false positive; None = zero bias (uniform softmax).
     """
 
     input_size: int
@@ -70,6 +79,8 @@ class SsdConfig:
     bn_momentum: float = DEFAULT_BN_MOMENTUM
     backbone_weights: str | None = None
     fpn_channels: int = 0
+    separable_heads: bool = False
+    foreground_prior: float | None = None
 
     def __post_init__(self) -> None:
         num_maps = len(self.anchors.feature_map_sizes)
@@ -84,6 +95,8 @@ class SsdConfig:
                 f"{len(self.backbone_strides)} backbone maps + {len(self.extra_channels)} extra "
                 f"maps != {num_maps} anchor feature maps"
             )
+        if self.foreground_prior is not None and not 0.0 < self.foreground_prior < 1.0:
+            raise ValueError(f"foreground_prior must be in (0, 1) or None, got {self.foreground_prior}")
         object.__setattr__(self, "backbone_strides", tuple(self.backbone_strides))
         object.__setattr__(self, "extra_channels", tuple(self.extra_channels))
 
@@ -123,9 +136,10 @@ SSD_SYNTH_CONFIG = SsdConfig(
     input_size=SYNTH_INPUT_SIZE,
     num_classes=4,
     anchors=SYNTH_ANCHORS,
-    alpha=0.35,
+    alpha=0.5,
     backbone_strides=(8, 16, 32),
     extra_channels=(128,),
+    foreground_prior=SYNTH_FOREGROUND_PRIOR,
 )
 """Small default for the embedded synthetic data (person, circle, square, triangle)."""
 
@@ -171,12 +185,33 @@ def _top_down(features, channels: int, momentum: float):
     return merged
 
 
-def _head(features, anchors_per_location, depth: int, prefix: str, output_name: str):
-    """Per-map 3x3 conv predicting ``depth`` values per box, flattened to (B, f*f*k, depth)."""
+def _background_bias(anchors_per_location: int, num_classes: int, prior: float) -> list[float]:
+    """Class-head bias: softmax(bias) gives background 1 - prior, each class an equal share of prior."""
+    background = math.log((1.0 - prior) * num_classes / prior)
+    return [background, *[0.0] * num_classes] * anchors_per_location
+
+
+def _head(features, anchors_per_location, depth: int, prefix: str, output_name: str, separable: bool,
+          momentum: float, num_classes: int | None = None, prior: float | None = None):
+    """Per-map 3x3 conv predicting ``depth`` values per box, flattened to (B, f*f*k, depth).
+
+    ``separable`` (SSDLite): a 3x3 depthwise conv + BN + ReLU6, then a 1x1 conv, instead of a
+    full 3x3 conv (about 9x fewer multiply-adds on wide maps). ``num_classes`` marks a class head
+    (depth C + 1): with a ``prior`` its bias starts at that foreground probability.
+    """
     flat = []
     for i, (x, k) in enumerate(zip(features, anchors_per_location)):
+        if separable:
+            x = keras.layers.DepthwiseConv2D(HEAD_KERNEL_SIZE, padding="same", use_bias=False,
+                                             name=f"{prefix}_head_{i}_dw")(x)
+            x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=momentum, name=f"{prefix}_head_{i}_bn")(x)
+            x = keras.layers.ReLU(RELU_MAX, name=f"{prefix}_head_{i}_relu")(x)
+        bias = "zeros"
+        if num_classes is not None and prior is not None:
+            bias = keras.initializers.Constant(_background_bias(k, num_classes, prior))
         y = keras.layers.Conv2D(
-            k * depth, HEAD_KERNEL_SIZE, padding="same", name=f"{prefix}_head_{i}"
+            k * depth, 1 if separable else HEAD_KERNEL_SIZE, padding="same", bias_initializer=bias,
+            name=f"{prefix}_head_{i}",
         )(x)
         cells = x.shape[1] * x.shape[2]
         name = output_name if len(features) == 1 else f"{prefix}_flat_{i}"
@@ -227,8 +262,10 @@ def build_ssd(config: SsdConfig) -> keras.Model:
 
     # 4. Heads, flattened in anchor order.
     per_location = num_anchors_per_location(config.anchors)
-    box_deltas = _head(features, per_location, NUM_BOX_COORDS, "box", BOX_DELTAS)
-    class_logits = _head(features, per_location, config.num_classes + 1, "class", CLASS_LOGITS)
+    heads = {"separable": config.separable_heads, "momentum": config.bn_momentum}
+    box_deltas = _head(features, per_location, NUM_BOX_COORDS, "box", BOX_DELTAS, **heads)
+    class_logits = _head(features, per_location, config.num_classes + 1, "class", CLASS_LOGITS, **heads,
+                         num_classes=config.num_classes, prior=config.foreground_prior)
     return keras.Model(
         image, {BOX_DELTAS: box_deltas, CLASS_LOGITS: class_logits}, name="ssd_mobilenet_v2"
     )
