@@ -1,0 +1,108 @@
+"""Which pose output limits keypoint AP: predicted maps vs ground-truth fields swapped in.
+
+``python -m training.pose_diagnose --model exports/pose_fp32.tflite --data data/synth`` runs the
+split through the model and parses four combinations with the model's own parser settings:
+the predicted heatmaps and PAFs (what ``training.evaluate`` scores), the ground-truth heatmaps
+with the predicted PAFs, the predicted heatmaps with the ground-truth PAFs, and both ground
+truth (the ceiling of the map resolution and the parser). Ground truth is rendered by
+``tfsp.data.pose_fields`` at the model's map size from the split's labelled people.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from tfsp.cli import SuggestingParser, positive_int
+from tfsp.data.coco import CocoDataset, load_split
+from tfsp.data.pose_fields import DEFAULT_LIMB_WIDTH_PX, DEFAULT_SIGMA_PX, render_heatmaps, render_pafs
+from tfsp.eval import IouType, evaluate_coco
+from tfsp.postprocess.paf import HEATMAPS, PAFS, parse_poses
+from tfsp.runtime.pose import map_to_original, person_category_id
+from tfsp.runtime.preprocess import preprocess_image, read_image_rgb
+from tfsp.runtime.runner import Runner, open_runner
+from tfsp.spec import ModelSpec, SpecError, Task
+from tfsp.structures import Poses
+from training.eval_tasks import keypoints_json
+from training.evaluate import find_spec
+
+COMBINATIONS = ("predicted", "gt_heatmaps", "gt_pafs", "gt_both")
+"""Rows of the report: which of (heatmaps, pafs) come from the ground truth."""
+EXIT_ERROR = 2
+
+
+def diagnose(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_images: int | None = None,
+             sigma_px: float = DEFAULT_SIGMA_PX, limb_width_px: float = DEFAULT_LIMB_WIDTH_PX) -> dict[str, dict]:
+    """COCO keypoint stats (name -> value) for each of `COMBINATIONS`.
+
+    Args:
+        runner: the pose graph.
+        spec: its ModelSpec (task POSE).
+        dataset: the split, with person keypoints.
+        max_images: first N images only (None: all).
+        sigma_px: Gaussian sigma of the rendered heatmaps, input pixels.
+        limb_width_px: half-width of the rendered PAF bands, input pixels.
+
+    Returns:
+        ``{combination: stats}`` with the keys of ``tfsp.eval.stat_names(IouType.KEYPOINTS)``.
+
+    Raises:
+        ValueError: not a pose spec, or the split has no person-keypoints JSON.
+    """
+    if spec.task is not Task.POSE:
+        raise ValueError(f"pose diagnosis needs a Task.POSE spec, got {spec.task}")
+    ground_truth = str(keypoints_json(dataset))
+    category = person_category_id(spec)
+    person = list(dataset.category_ids).index(category)
+    records = dataset.records[:max_images]
+    results: dict[str, list[dict]] = {name: [] for name in COMBINATIONS}
+    for record in records:
+        image = read_image_rgb(record.path)
+        inputs, letterbox = preprocess_image(image, spec.input_size, spec.resize_mode)
+        outputs = runner(inputs[np.newaxis])
+        heatmaps, pafs = np.asarray(outputs[HEATMAPS][0], np.float32), np.asarray(outputs[PAFS][0], np.float32)
+        size = heatmaps.shape[0]
+        stride = spec.input_size / size
+        people = record.keypoints[(record.class_ids == person) & ~record.is_crowd]
+        people = np.concatenate([letterbox.to_input_xy(people[..., :2]), people[..., 2:]], axis=-1)
+        true_heatmaps = render_heatmaps(people, size, stride, sigma_px)
+        true_pafs = render_pafs(people, size, stride, limb_width_px, spec.paf.limbs)
+        maps = {"predicted": (heatmaps, pafs), "gt_heatmaps": (true_heatmaps, pafs),
+                "gt_pafs": (heatmaps, true_pafs), "gt_both": (true_heatmaps, true_pafs)}
+        height, width = image.shape[:2]
+        for name, (hm, paf) in maps.items():
+            poses = parse_poses(hm, paf, spec.paf)
+            original = Poses.create(map_to_original(poses.keypoints, stride, letterbox, height, width), poses.scores)
+            results[name].extend(original.to_coco(record.image_id, category))
+    image_ids = [record.image_id for record in records]
+    return {name: evaluate_coco(ground_truth, found, IouType.KEYPOINTS, image_ids=image_ids)
+            for name, found in results.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the diagnosis CLI; returns the process exit code."""
+    parser = SuggestingParser(prog="python -m training.pose_diagnose", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="pose model: .keras or .tflite")
+    parser.add_argument("--spec", default=None, help="ModelSpec JSON (default: found beside the model)")
+    parser.add_argument("--data", default="data/synth", help="COCO-layout data root (default data/synth)")
+    parser.add_argument("--split", default="val", help="split (default val)")
+    parser.add_argument("--max-images", type=positive_int, default=None, help="first N images only")
+    parser.add_argument("--sigma-px", type=float, default=DEFAULT_SIGMA_PX,
+                        help=f"rendered heatmap sigma, input pixels (default {DEFAULT_SIGMA_PX})")
+    args = parser.parse_args(argv)
+    try:
+        spec = ModelSpec.from_json(args.spec or find_spec(args.model))
+        stats = diagnose(open_runner(args.model), spec, load_split(args.data, args.split), args.max_images,
+                         args.sigma_px)
+    except (FileNotFoundError, SpecError, ValueError) as error:
+        print(f"pose diagnosis failed: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{'maps':<12} {'AP':>6} {'AP50':>6} {'AP75':>6}")
+    for name, values in stats.items():
+        print(f"{name:<12} {values['AP']:6.3f} {values['AP50']:6.3f} {values['AP75']:6.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
