@@ -25,10 +25,11 @@ from tfsp.runtime.runner import Runner, open_runner
 from tfsp.spec import ModelSpec, SpecError, Task
 from tfsp.structures import Poses
 from training.eval_tasks import keypoints_json
-from training.evaluate import EXIT_ERROR, find_spec
+from training.evaluate import find_spec
 
 COMBINATIONS = ("predicted", "gt_heatmaps", "gt_pafs", "gt_both")
 """Rows of the report: which of (heatmaps, pafs) come from the ground truth."""
+EXIT_ERROR = 2
 
 
 def diagnose(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_images: int | None = None,
