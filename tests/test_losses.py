@@ -167,14 +167,17 @@ def test_masked_l2_golden_values():
     # PAF-style foreground (largest |target|): (0,0) 1, (0,1) 0.5, (1,0) 1
     paf_style = losses.MaskedL2Loss(4.0)(y_true, y_pred).numpy()
     np.testing.assert_allclose(paf_style, (5 * 0.5 + 0.0 + 5 * 0.5) / 4, rtol=1e-6)
+    # scale multiplies the whole loss
+    scaled = losses.MaskedL2Loss(4.0, background_last=True, scale=3.0)(y_true, y_pred).numpy()
+    np.testing.assert_allclose(scaled, 3.0 * (5 * 0.5 + 3 * 0.0 + 1 * 0.5) / 4, rtol=1e-6)
 
 
 def test_masked_l2_ignores_masked_cells_and_round_trips():
     y_true, y_pred = _pose_case()
     moved = y_pred.copy()
     moved[0, 1, 1] = 100.0  # only the masked cell changes
-    loss = losses.MaskedL2Loss(2.0, background_last=True)
+    loss = losses.MaskedL2Loss(2.0, background_last=True, scale=0.5)
     np.testing.assert_array_equal(loss(y_true, y_pred).numpy(), loss(y_true, moved).numpy())
     restored = losses.MaskedL2Loss.from_config(loss.get_config())
-    assert (restored.foreground_weight, restored.background_last) == (2.0, True)
+    assert (restored.foreground_weight, restored.background_last, restored.scale) == (2.0, True, 0.5)
     assert keras.losses.deserialize(keras.losses.serialize(loss)).foreground_weight == 2.0

@@ -181,16 +181,18 @@ class MaskedL2Loss(keras.losses.Loss):
     by ``mask * (1 + foreground_weight * f)`` with f in [0, 1] the cell's foreground: for confidence
     maps (``background_last``) one minus the background target (the largest keypoint target), for
     PAFs the largest absolute target. Per image the weighted sum over cells is divided by the number
-    of cells F * F; Keras then averages over the batch. With ``foreground_weight`` 0 this is the
-    paper's loss; a positive weight counters the sparse targets (a few peak cells among F * F), which
-    otherwise keep predictions near zero for most of a short schedule.
+    of cells F * F and multiplied by ``scale``; Keras then averages over the batch. With
+    ``foreground_weight`` 0 this is the paper's loss; a positive weight counters the sparse targets
+    (a few peak cells among F * F), which otherwise keep predictions near zero for most of a short
+    schedule. ``scale`` weighs this output against the others (e.g. heatmaps against PAFs).
     """
 
-    def __init__(self, foreground_weight: float = 0.0, background_last: bool = False,
+    def __init__(self, foreground_weight: float = 0.0, background_last: bool = False, scale: float = 1.0,
                  name: str = "masked_l2", **kwargs):
         super().__init__(name=name, **kwargs)
         self.foreground_weight = foreground_weight
         self.background_last = background_last
+        self.scale = scale
 
     def call(self, y_true, y_pred):
         targets, mask = y_true[..., :-1], y_true[..., -1:]
@@ -201,9 +203,10 @@ class MaskedL2Loss(keras.losses.Loss):
         weight = mask * (1.0 + self.foreground_weight * foreground)
         squared = weight * tf.square(tf.cast(y_pred, tf.float32) - targets)
         cells = tf.cast(tf.shape(y_pred)[1] * tf.shape(y_pred)[2], tf.float32)
-        return tf.reduce_sum(squared, axis=[1, 2, 3]) / cells
+        return tf.reduce_sum(squared, axis=[1, 2, 3]) * (self.scale / cells)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"foreground_weight": self.foreground_weight, "background_last": self.background_last})
+        config.update({"foreground_weight": self.foreground_weight, "background_last": self.background_last,
+                       "scale": self.scale})
         return config

@@ -136,8 +136,10 @@ def _pose_fit_targets(config: TrainConfig) -> Callable[[Example], tuple[Any, dic
 def _pose_losses(config: TrainConfig) -> dict[str, keras.losses.Loss]:
     num_stages = config.openpose.num_stages
     names = [name for stage in range(num_stages) for name in stage_output_names(stage, num_stages)]
-    weight = config.openpose.foreground_loss_weight
-    return {name: MaskedL2Loss(weight, background_last=name.endswith(HEATMAPS)) for name in names}
+    model = config.openpose
+    return {name: MaskedL2Loss(model.foreground_loss_weight, background_last=name.endswith(HEATMAPS),
+                               scale=model.heatmap_loss_weight if name.endswith(HEATMAPS) else 1.0)
+            for name in names}
 
 
 def _pose_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:

@@ -81,3 +81,5 @@ def test_config_validation():
         dataclasses.replace(TINY_CONFIG, channels=0)
     with pytest.raises(ValueError, match="num_refinement_stages"):
         dataclasses.replace(TINY_CONFIG, num_refinement_stages=-1)
+    with pytest.raises(ValueError, match="heatmap_loss_weight"):
+        dataclasses.replace(TINY_CONFIG, heatmap_loss_weight=0.0)

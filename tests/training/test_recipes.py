@@ -1,4 +1,4 @@
-"""The recipes' run specs for dense and attribute models, and the data sets they refuse."""
+"""The recipes: run specs for dense and attribute models, the data sets they refuse, pose loss weights."""
 
 import dataclasses
 
@@ -6,9 +6,10 @@ import pytest
 
 from tfsp.data.coco import load_split
 from tfsp.models.attributes import AttributeConfig
+from tfsp.postprocess.paf import HEATMAPS
 from tfsp.spec import Task
 from training.config import ModelKind, TrainConfig
-from training.recipes import build_run_spec
+from training.recipes import RECIPES, build_run_spec
 
 
 def test_dense_run_spec_has_the_data_sets_classes_and_the_output_grid(synth_data):
@@ -33,3 +34,13 @@ def test_attribute_run_spec_names_the_data_sets_attributes(synth_data):
     wrong = TrainConfig(model=ModelKind.ATTRIBUTES, attributes=AttributeConfig(num_attributes=5))
     with pytest.raises(ValueError, match="attributes.num_attributes is 5 but .* 13 attributes"):
         build_run_spec(wrong, train)
+
+
+def test_pose_losses_weigh_every_stages_heatmaps_and_leave_pafs_at_one():
+    config = TrainConfig(model=ModelKind.OPENPOSE)
+    config = dataclasses.replace(config, openpose=dataclasses.replace(config.openpose, heatmap_loss_weight=2.5))
+    losses = RECIPES[ModelKind.OPENPOSE].losses(config)
+    assert len(losses) == 2 * config.openpose.num_stages
+    assert {name: loss.scale for name, loss in losses.items()} == {
+        name: 2.5 if name.endswith(HEATMAPS) else 1.0 for name in losses}
+    assert all(loss.background_last == name.endswith(HEATMAPS) for name, loss in losses.items())

@@ -40,6 +40,7 @@ REFINEMENT_DILATION = 2
 SYNTH_TARGET_SIGMA_PX = 10.0  # 1.25 cells: peaks learn ~4x faster than with 6 px in a short schedule (measured)
 # Val keypoint AP with sigma 10: 0.20 (weight 5, 20 epochs), 0.22 (15, 18), 0.26 (30, 18); plain L2: 0.001 (14).
 SYNTH_FOREGROUND_LOSS_WEIGHT = 30.0
+DEFAULT_HEATMAP_LOSS_WEIGHT = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,8 @@ class OpenPoseConfig:
         target_limb_width_px: training targets: PAF half-width, input pixels.
         foreground_loss_weight: training loss: extra weight of foreground cells
             (``tfsp.losses.MaskedL2Loss``); 0 is the paper's plain masked L2.
+        heatmap_loss_weight: training loss: weight of every stage's heatmap loss (the PAF losses
+            weigh 1).
     """
 
     input_size: int = 192
@@ -73,11 +76,14 @@ class OpenPoseConfig:
     target_sigma_px: float = SYNTH_TARGET_SIGMA_PX
     target_limb_width_px: float = DEFAULT_LIMB_WIDTH_PX
     foreground_loss_weight: float = SYNTH_FOREGROUND_LOSS_WEIGHT
+    heatmap_loss_weight: float = DEFAULT_HEATMAP_LOSS_WEIGHT
 
     def __post_init__(self) -> None:
         if self.input_size <= 0 or self.input_size % max(BACKBONE_STRIDES):
             raise ValueError(f"input_size must be a positive multiple of {max(BACKBONE_STRIDES)}, "
                              f"got {self.input_size}")
+        if not self.heatmap_loss_weight > 0:
+            raise ValueError(f"heatmap_loss_weight must be > 0, got {self.heatmap_loss_weight}")
         for name in ("channels", "initial_blocks", "refinement_blocks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"OpenPoseConfig.{name} must be >= 1, got {getattr(self, name)}")
