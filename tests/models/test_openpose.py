@@ -28,12 +28,12 @@ def _images(batch, size, seed=0):
 def test_synth_config_outputs_every_stage_at_stride_8():
     config = openpose.OPENPOSE_SYNTH_CONFIG
     model = openpose.build_openpose(config)
-    assert config.map_size == 24 and config.num_stages == 3
+    assert config.map_size == 32 and config.num_stages == 3
     expected = {"stage0_heatmaps", "stage0_pafs", "stage1_heatmaps", "stage1_pafs", HEATMAPS, PAFS}
     assert set(model.output) == expected
     for name, tensor in model.output.items():
         channels = openpose.NUM_HEATMAP_CHANNELS if name.endswith(HEATMAPS) else openpose.NUM_PAF_CHANNELS
-        assert tuple(tensor.shape) == (None, 24, 24, channels)
+        assert tuple(tensor.shape) == (None, 32, 32, channels)
     assert (openpose.NUM_HEATMAP_CHANNELS, openpose.NUM_PAF_CHANNELS) == (18, 36)
 
 

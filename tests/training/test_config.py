@@ -108,7 +108,7 @@ def test_shipped_config_loads_and_is_a_full_dump():
 def test_shipped_pose_config_loads_and_dumps_only_its_model_section():
     path = SHIPPED_CONFIG.parent / "openpose_synth.yaml"
     config = load_config(path)
-    assert config.model is ModelKind.OPENPOSE and config.openpose.map_size == 24
+    assert config.model is ModelKind.OPENPOSE and config.openpose.map_size == 32
     plain = yaml.safe_load(path.read_text())
     assert "ssd" not in plain and plain == config_to_dict(config)
     assert load_config(path) == config_from_dict(config_to_dict(config))
