@@ -127,6 +127,9 @@ def peak_errors(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_image
 
     Returns:
         ``{keypoint name: PeakError}`` in COCO keypoint order (types never labelled are left out).
+
+    Raises:
+        ValueError: not a pose spec.
     """
     if spec.task is not Task.POSE:
         raise ValueError(f"pose diagnosis needs a Task.POSE spec, got {spec.task}")
@@ -143,7 +146,8 @@ def peak_errors(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_image
                 continue
             gaps = np.linalg.norm(labelled[:, None] - peaks[None], axis=-1)  # (N, P)
             distances[kind].extend(gaps.min(axis=1).tolist())
-    return {name: PeakError(len(found), float(np.median(found)), float(np.percentile(found, PERCENTILE, method="higher")),
+    return {name: PeakError(len(found), float(np.median(found)),
+                            float(np.percentile(found, PERCENTILE, method="higher")),
                             float(np.mean(np.asarray(found) > stride)))
             for name, found in zip(KEYPOINT_NAMES, distances) if found}
 
@@ -176,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\npredicted peaks vs labelled keypoints (input px; 'far' = beyond one map cell or no peak)")
         print(f"{'keypoint':<15} {'count':>6} {'median':>7} {'p90':>7} {'far':>6}")
         for name, error in errors.items():
-            print(f"{name:<15} {error.count:6d} {error.median_px:7.2f} {error.p90_px:7.2f} {error.beyond_one_cell:6.2f}")
+            print(f"{name:<15} {error.count:6d} {error.median_px:7.2f} {error.p90_px:7.2f} "
+                  f"{error.beyond_one_cell:6.2f}")
     return 0
 
 

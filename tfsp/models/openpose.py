@@ -40,8 +40,8 @@ REFINEMENT_DILATION = 2
 SYNTH_TARGET_SIGMA_PX = 10.0  # 1.25 cells: peaks learn ~4x faster than with 6 px in a short schedule (measured)
 # Val keypoint AP with sigma 10: 0.20 (weight 5, 20 epochs), 0.22 (15, 18), 0.26 (30, 18); plain L2: 0.001 (14).
 SYNTH_FOREGROUND_LOSS_WEIGHT = 30.0
-# Val keypoint AP (17 epochs, lr 1e-2): 0.242 with heatmaps weighted 1 (the PAF loss was 3x the heatmap loss), 0.280
-# with 3, 0.286 with 8; 0.295 with 8 and lr 1.6e-2 (one run each; run-to-run spread about 0.01-0.02).
+# Val keypoint AP (192 px, 17 epochs, lr 1e-2): 0.242 with heatmaps weighted 1 (the PAF loss was 3x the heatmap
+# loss), 0.280 with 3, 0.286 with 8; 0.295 with 8 and lr 1.6e-2 (one run each, spread about 0.01-0.02; README: pose).
 SYNTH_HEATMAP_LOSS_WEIGHT = 8.0
 
 
