@@ -101,12 +101,20 @@ class OptimizerConfig:
         learning_rate: Peak learning rate reached after warmup.
         weight_decay: Decoupled weight decay (AdamW only).
         clipnorm: Per-variable gradient norm clip, or None for no clipping.
+        ema_momentum: Keep an exponential moving average of the trainable weights with this
+            momentum per step (in [0, 1); 0.99 averages over about the last 100 steps) and
+            evaluate, save and export the averaged weights; None trains and uses the raw weights.
     """
 
     kind: OptimizerKind = OptimizerKind.ADAMW
     learning_rate: float = DEFAULT_LEARNING_RATE
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     clipnorm: float | None = DEFAULT_CLIPNORM
+    ema_momentum: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ema_momentum is not None and not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1) or None, got {self.ema_momentum}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,6 +40,7 @@ from training.callbacks import (
     save_model_atomic,
 )
 from training.config import OptimizerKind, TrainConfig, config_to_dict, save_config
+from training.ema import averaged_weights, keep_averaged_weights
 from training.evaluate import EvalResult, evaluate_runner
 from training.plots import plot_training_curves
 from training.recipes import RECIPES, build_run_spec
@@ -128,6 +129,8 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     kwargs: dict[str, Any] = {"learning_rate": rate, "clipnorm": settings.clipnorm}
     if settings.kind is OptimizerKind.ADAMW:
         kwargs["weight_decay"] = settings.weight_decay
+    if settings.ema_momentum is not None:
+        kwargs.update(use_ema=True, ema_momentum=settings.ema_momentum)
     return OPTIMIZERS[settings.kind](**kwargs)
 
 
@@ -224,7 +227,8 @@ def train(
     model, state = build_or_resume(config, run_dir, resume)
 
     def evaluate(current: keras.Model) -> EvalResult:
-        return evaluate_runner(deployed_runner(config, current), spec, val_split, config.eval.max_images)
+        with averaged_weights(current):
+            return evaluate_runner(deployed_runner(config, current), spec, val_split, config.eval.max_images)
 
     schedule = config.schedule
     checkpoint = CheckpointCallback(run_dir, state)
@@ -242,6 +246,7 @@ def train(
                   steps_per_epoch=schedule.steps_per_epoch, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # make_dataset shuffles
         state = checkpoint.state
+    keep_averaged_weights(model)  # fit does this when it returns; a finished run that is reloaded has not
     final = dict(periodic_eval.results).get(state.epoch)
     finalize = RECIPES[config.model].finalize_spec
     if finalize is not None:
