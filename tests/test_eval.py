@@ -226,3 +226,20 @@ def test_image_ids_restrict_evaluation(gt):
     only_11 = _detections(instances, 11).to_coco(11, CATEGORY_IDS)
     assert evaluate_coco(instances, only_11, IouType.BBOX)["AR100"] < 1.0
     assert evaluate_coco(instances, only_11, IouType.BBOX, image_ids=[11])["AP"] == pytest.approx(1.0)
+
+
+def test_category_ids_restrict_evaluation_and_average_to_the_overall_ap(gt):
+    instances, _ = gt
+    boxes = [r for i in IMAGE_IDS for r in _detections(instances, i, shift=2.0).to_coco(i, CATEGORY_IDS)]
+    overall = evaluate_coco(instances, boxes, IouType.BBOX)
+    per_category = [evaluate_coco(instances, boxes, IouType.BBOX, category_ids=[c]) for c in CATEGORY_IDS]
+    assert len({round(s["AP"], 6) for s in per_category}) > 1  # the categories differ
+    # COCO's AP is the mean over categories (each has ground truth here).
+    assert np.mean([s["AP"] for s in per_category]) == pytest.approx(overall["AP"], abs=1e-9)
+    without_squares = [r for r in boxes if r["category_id"] != CATEGORY_IDS[2]]
+    assert evaluate_coco(instances, without_squares, IouType.BBOX, category_ids=[CATEGORY_IDS[2]])["AP"] == 0.0
+    assert evaluate_coco(instances, without_squares, IouType.BBOX, category_ids=CATEGORY_IDS[:2]) == pytest.approx(
+        evaluate_coco(instances, boxes, IouType.BBOX, category_ids=CATEGORY_IDS[:2]))
+    for bad in ([], [99]):
+        with pytest.raises(ValueError, match=r"category_ids .* subset of the ground truth's categories \[1, 2, 3\]"):
+            evaluate_coco(instances, boxes, IouType.BBOX, category_ids=bad)

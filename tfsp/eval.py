@@ -95,8 +95,21 @@ def _keypoint_category_ids(coco: COCO) -> list[int]:
     return sorted({a["category_id"] for a in coco.dataset.get("annotations", []) if "keypoints" in a})
 
 
+def _chosen_categories(coco: COCO, category_ids: Iterable[int], keypoint_categories: Sequence[int],
+                       iou_type: IouType) -> list[int]:
+    """The requested category ids, checked against the ground truth (and, for OKS, its keypoint categories)."""
+    wanted = sorted({int(c) for c in category_ids})
+    known = set(keypoint_categories) if iou_type is IouType.KEYPOINTS else set(coco.getCatIds())
+    unknown = [c for c in wanted if c not in known]
+    if unknown or not wanted:
+        raise ValueError(f"category_ids {wanted} must be a non-empty subset of the ground truth's "
+                         f"{'keypoint ' if iou_type is IouType.KEYPOINTS else ''}categories {sorted(known)}")
+    return wanted
+
+
 def evaluate_coco(ground_truth: str | os.PathLike | COCO, results: Sequence[dict], iou_type: IouType, *,
-                  image_ids: Iterable[int] | None = None, verbose: bool = False) -> dict[str, float]:
+                  image_ids: Iterable[int] | None = None, category_ids: Iterable[int] | None = None,
+                  verbose: bool = False) -> dict[str, float]:
     """Runs COCOeval and returns its statistics by name.
 
     Args:
@@ -108,17 +121,24 @@ def evaluate_coco(ground_truth: str | os.PathLike | COCO, results: Sequence[dict
         iou_type: which matching to run.
         image_ids: images to evaluate; default all ground-truth images (images without results
             count as misses).
+        category_ids: evaluate only these categories (e.g. one, for per-class AP); default all
+            (for keypoints: all with keypoint annotations, of which these are kept).
         verbose: let pycocotools print its progress and summary table.
 
     Returns:
         ``{name: value}`` for ``stat_names(iou_type)``; AP/AR in [0, 1], ``-1.0`` where pycocotools
         has no ground truth for that statistic. With no results at all: zeros and a ``UserWarning``.
+
+    Raises:
+        ValueError: keypoints without keypoint ground truth; ``category_ids`` empty or not in the
+            ground truth.
     """
     coco = load_ground_truth(ground_truth, verbose)
     names = stat_names(iou_type)
     keypoint_categories = _keypoint_category_ids(coco) if iou_type is IouType.KEYPOINTS else []
     if iou_type is IouType.KEYPOINTS and not keypoint_categories:
         raise ValueError("keypoints evaluation needs ground truth with keypoint annotations (person_keypoints JSON)")
+    chosen = None if category_ids is None else _chosen_categories(coco, category_ids, keypoint_categories, iou_type)
     if not results:
         warnings.warn(f"evaluate_coco({iou_type.value}): no results to evaluate; returning zeros", stacklevel=2)
         return {name: 0.0 for name in names}
@@ -129,6 +149,8 @@ def evaluate_coco(ground_truth: str | os.PathLike | COCO, results: Sequence[dict
             evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         if iou_type is IouType.KEYPOINTS:
             evaluator.params.catIds = keypoint_categories
+        if chosen is not None:
+            evaluator.params.catIds = chosen
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

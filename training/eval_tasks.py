@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tfsp.data.coco import CocoDataset, ImageRecord
-from tfsp.eval import IouType, evaluate_coco
+from tfsp.eval import IouType, evaluate_coco, load_ground_truth
 from tfsp.runtime.detection import DetectionPipeline, detect_coco
 from tfsp.runtime.pose import PERSON_CLASS_NAME, PosePipeline, person_category_id, pose_coco
 from tfsp.runtime.runner import Runner
@@ -124,6 +124,32 @@ def coco_evaluation(iou_type: IouType, ground_truth: Callable[[ModelSpec, CocoDa
 
     return TaskEvaluation(iou_type.value, evaluate, noun, COCO_HEADLINE, STAT_DESCRIPTIONS[iou_type],
                           f"COCO {iou_type.value}")
+
+
+def detection_per_category(runner: Runner, spec: ModelSpec, dataset: CocoDataset,
+                           records: Sequence[ImageRecord]) -> dict[str, Stats]:
+    """COCO bbox stats of a detection model for each category of the data set on its own.
+
+    Args:
+        runner: Keras or TFLite runner of an SSD-style detection model.
+        spec: its ModelSpec (task DETECTION).
+        dataset: the split; its category ids must be the model's.
+        records: images to evaluate.
+
+    Returns:
+        ``{class name: {stat: value}}`` in the data set's category order, ``tfsp.eval.BOX_STAT_NAMES``
+        stats each (``-1.0`` where the category has nothing to measure).
+
+    Raises:
+        ValueError: not a detection model, or model and data set disagree on category ids.
+    """
+    if spec.task is not Task.DETECTION:
+        raise ValueError(f"per-class stats are for detection models; this spec's task is {spec.task.value}")
+    ground_truth = load_ground_truth(_detection_ground_truth(spec, dataset))
+    results, _ = detect_coco(DetectionPipeline(runner, spec), records)
+    image_ids = [record.image_id for record in records]
+    return {name: evaluate_coco(ground_truth, results, IouType.BBOX, image_ids=image_ids, category_ids=[category])
+            for category, name in zip(dataset.category_ids, dataset.class_names)}
 
 
 def _detection_ground_truth(spec: ModelSpec, dataset: CocoDataset) -> str:

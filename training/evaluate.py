@@ -31,7 +31,7 @@ from tfsp.fileio import write_text_atomic
 from tfsp.runtime.runner import Runner, open_runner
 from tfsp.runtime.timing import StageTimings
 from tfsp.spec import ModelSpec, SpecError
-from training.eval_tasks import METRIC_DESCRIPTIONS, MISSING_STAT, TASK_EVALUATIONS
+from training.eval_tasks import METRIC_DESCRIPTIONS, MISSING_STAT, TASK_EVALUATIONS, detection_per_category
 
 DEFAULT_DATA_ROOT = "data/synth"
 DEFAULT_SPLIT = "val"
@@ -39,6 +39,7 @@ RUN_SPEC_FILENAME = "spec.json"  # beside OUT/model.keras (see training.trainer)
 CHECKPOINT_DIRNAME = "checkpoints"  # OUT/checkpoints/last.keras -> OUT/spec.json
 SPEC_SUFFIX = ".json"  # exports: NAME.tflite -> NAME.json
 EXIT_ERROR = 1
+PER_CLASS_COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "AR100")  # --per-class table columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +134,16 @@ def find_spec(model_path: str | os.PathLike[str]) -> Path:
     raise FileNotFoundError(f"no ModelSpec for {model} (tried {tried}); pass --spec PATH")
 
 
+def format_per_class(per_class: Mapping[str, Mapping[str, float]]) -> str:
+    """Per-class COCO stats as an aligned table: one row per class, columns `PER_CLASS_COLUMNS`."""
+    width = max(len(name) for name in per_class)
+    lines = ["per class:", f"  {'class':<{width}} " + " ".join(f"{column:>6}" for column in PER_CLASS_COLUMNS)]
+    for name, stats in per_class.items():
+        cells = ("   n/a" if stats[column] == MISSING_STAT else f"{stats[column]:6.3f}" for column in PER_CLASS_COLUMNS)
+        lines.append(f"  {name:<{width}} " + " ".join(cells))
+    return "\n".join(lines)
+
+
 def build_parser() -> SuggestingParser:
     """The CLI's argument parser."""
     parser = SuggestingParser(prog="python -m training.evaluate",
@@ -146,6 +157,8 @@ def build_parser() -> SuggestingParser:
     parser.add_argument("--split", default=DEFAULT_SPLIT, help=f"split to evaluate (default {DEFAULT_SPLIT})")
     parser.add_argument("--max-images", type=positive_int, help="evaluate the first N images only")
     parser.add_argument("--threads", type=positive_int, help="TFLite interpreter threads (default: its own)")
+    parser.add_argument("--per-class", action="store_true",
+                        help="detection models: also COCO bbox stats for each class on its own (runs the images twice)")
     parser.add_argument("--out", type=Path, help="write the stats as JSON here")
     return parser
 
@@ -159,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_split(args.data, args.split)
         runner = open_runner(args.model, num_threads=args.threads)
         result = evaluate_runner(runner, spec, dataset, args.max_images)
+        per_class = (detection_per_category(runner, spec, dataset, dataset.records[:args.max_images])
+                     if args.per_class else {})
     except (FileNotFoundError, SpecError, ValueError) as error:
         print(f"evaluation failed: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -167,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.num_detections} {TASK_EVALUATIONS[spec.task].noun}")
     print(f"{TASK_EVALUATIONS[spec.task].title}:")
     print(result.format_table())
+    if per_class:
+        print(format_per_class(per_class))
     if args.out is not None:
         payload = {"model": str(args.model), "spec": str(spec_path), "data": str(args.data),
-                   "split": args.split, **result.to_dict()}
+                   "split": args.split, **result.to_dict(), **({"per_class": per_class} if per_class else {})}
         write_text_atomic(args.out, json.dumps(payload, indent=2))
         print(f"wrote {args.out}")
     return 0

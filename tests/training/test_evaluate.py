@@ -19,6 +19,7 @@ from tfsp.runtime.preprocess import fit_letterbox
 from tfsp.spec import ModelSpec, QuantMode
 from tfsp.spec_builders import pose_spec
 from training.config import TrainConfig
+from training.eval_tasks import MISSING_STAT, detection_per_category
 from training.evaluate import evaluate_runner, find_spec, main
 from training.recipes import build_run_spec
 
@@ -119,6 +120,32 @@ def test_find_spec_locations(tmp_path):
     assert find_spec(tmp_path / "ssd_int8.tflite") == tmp_path / "ssd_int8.json"
     with pytest.raises(FileNotFoundError, match="pass --spec"):
         find_spec(tmp_path / "checkpoints" / "nested" / "x.tflite")
+
+
+def test_per_class_stats_of_the_oracle_are_perfect_and_of_a_wrong_class_zero(tiny_run):
+    _, _, spec, val = tiny_run
+    per_class = detection_per_category(OracleRunner(val, spec), spec, val, val.records)
+    names = np.asarray(val.class_names)
+    present = {name for record in val.records for name in names[record.class_ids[~record.is_crowd]]}
+    assert list(per_class) == list(val.class_names) and len(present) > 1
+    for name, stats in per_class.items():
+        assert tuple(stats) == BOX_STAT_NAMES
+        assert stats["AP"] == (pytest.approx(1.0, abs=1e-6) if name in present else MISSING_STAT)
+    wrong = detection_per_category(OracleRunner(val, spec, class_shift=1), spec, val, val.records)
+    assert all(wrong[name]["AP50"] == 0.0 for name in present)
+
+
+def test_cli_per_class_table_and_json_average_to_the_overall_ap(tiny_run, synth_data, capsys):
+    run_dir, _, _, val = tiny_run
+    out = run_dir / "per_class.json"
+    assert main(["--model", str(run_dir / "model.keras"), "--data", str(synth_data), "--per-class",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "per class:" in printed and all(f"\n  {name} " in printed for name in val.class_names)
+    saved = json.loads(out.read_text())
+    assert list(saved["per_class"]) == list(val.class_names)
+    measured = [stats["AP"] for stats in saved["per_class"].values() if stats["AP"] != MISSING_STAT]
+    assert np.mean(measured) == pytest.approx(saved["bbox"]["AP"], abs=1e-9)
 
 
 def test_cli_errors_are_clear(tmp_path, synth_data, capsys):
@@ -269,3 +296,5 @@ def test_pose_evaluation_errors(synth_val, tiny_dataset, tmp_path):
     circle_is_person = dataclasses.replace(spec, class_names=("circle", "person"), category_ids=(1, 2))
     with pytest.raises(ValueError, match="person category id 2 is not the 'person' category"):
         evaluate_runner(OraclePoseRunner(synth_val, spec), circle_is_person, synth_val)
+    with pytest.raises(ValueError, match="per-class stats are for detection models; this spec's task is pose"):
+        detection_per_category(OraclePoseRunner(synth_val, spec), spec, synth_val, synth_val.records)
