@@ -33,6 +33,7 @@ from tfsp.models.dense import build_dense
 from tfsp.models.mask_rcnn_train import MaskRcnnTrainModel
 from tfsp.models.openpose import OUTPUT_STRIDE, build_openpose, deploy_openpose, stage_output_names
 from tfsp.models.ssd import build_ssd, ssd_anchors
+from tfsp.models.ssd_deploy import deploy_ssd, deployed_ssd_config
 from tfsp.postprocess.attributes import ATTRIBUTE_LOGITS
 from tfsp.postprocess.paf import HEATMAPS, PAFS
 from tfsp.postprocess.rcnn import RpnProposalConfig
@@ -63,8 +64,9 @@ class ModelRecipe:
         fit_targets: Config -> batch fn `batch -> (x, y)` for `keras.Model.fit`, y keyed by
             output name.
         build_spec: (config, data set) -> float32 `ModelSpec` of the trained graph.
-        deploy_model: Training model -> the model that is evaluated, saved as OUT/model.keras
-            and exported (e.g. without intermediate-supervision outputs); shares the layers.
+        deploy_model: (config, training model) -> the model that is evaluated, saved as
+            OUT/model.keras and exported (e.g. without intermediate-supervision outputs, or at
+            another input size); shares the layers or holds a copy of the weights.
         deploy_heads: Training model -> the further graphs of a split-graph model by name
             (`tfsp.runtime.graph_chain.HEAD_GRAPHS`), saved beside OUT/model.keras as
             OUT/model.{name}.keras and run after it through a `GraphChain`; {} for one graph.
@@ -83,7 +85,7 @@ class ModelRecipe:
     target_fn: Callable[[TrainConfig], Callable[[Example], Example] | None]
     fit_targets: Callable[[TrainConfig], Callable[[Example], tuple[Any, dict[str, Any]]]]
     build_spec: Callable[[TrainConfig, CocoDataset], ModelSpec]
-    deploy_model: Callable[[keras.Model], keras.Model] = lambda model: model
+    deploy_model: Callable[[TrainConfig, keras.Model], keras.Model] = lambda config, model: model
     deploy_heads: Callable[[keras.Model], dict[str, keras.Model]] = lambda model: {}
     with_dense: bool = False
     mask_size: Callable[[TrainConfig], int | None] = lambda config: None
@@ -92,9 +94,10 @@ class ModelRecipe:
 
 
 def _ssd_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
+    deployed = deployed_ssd_config(config.ssd)
     return detection_spec(
-        config.ssd.input_size,
-        config.ssd.anchors,
+        deployed.input_size,
+        deployed.anchors,
         dataset.class_names,
         dataset.category_ids,
         resize_mode=config.data.resize,
@@ -109,6 +112,7 @@ SSD_RECIPE = ModelRecipe(
     target_fn=lambda config: make_ssd_target_fn(ssd_anchors(config.ssd)),
     fit_targets=lambda config: ssd_fit_targets,
     build_spec=_ssd_spec,
+    deploy_model=lambda config, model: deploy_ssd(model, config.ssd),
 )
 
 
@@ -156,7 +160,7 @@ OPENPOSE_RECIPE = ModelRecipe(
     target_fn=lambda config: make_pose_target_fn(_pose_targets(config)),
     fit_targets=_pose_fit_targets,
     build_spec=_pose_spec,
-    deploy_model=deploy_openpose,
+    deploy_model=lambda config, model: deploy_openpose(model),
 )
 
 def _dense_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
@@ -243,7 +247,7 @@ MASK_RCNN_RECIPE = ModelRecipe(
     target_fn=lambda config: make_rcnn_target_fn(config.mask_rcnn),
     fit_targets=lambda config: rcnn_fit_targets,
     build_spec=_mask_rcnn_spec,
-    deploy_model=lambda model: model.stage1,
+    deploy_model=lambda config, model: model.stage1,
     deploy_heads=_mask_rcnn_heads,
     mask_size=lambda config: RCNN_MASK_SIZE,
 )
@@ -265,8 +269,9 @@ def build_run_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
         dataset: A split of the run's data set (class names and COCO category ids).
 
     Returns:
-        The spec; for SSD, `tfsp.spec_builders.detection_spec` of `config.ssd` with the
-        data set's classes and `config.data.resize`.
+        The spec; for SSD, `tfsp.spec_builders.detection_spec` of the deployed `config.ssd`
+        (`tfsp.models.ssd_deploy.deployed_ssd_config`) with the data set's classes and
+        `config.data.resize`.
 
     Raises:
         ValueError: The model's class count differs from the data set's.

@@ -167,7 +167,7 @@ def build_or_resume(config: TrainConfig, run_dir: Path, resume: bool) -> tuple[k
 def deployed_runner(config: TrainConfig, model: keras.Model) -> Runner:
     """The in-memory runner of what a run deploys: one graph, or a `GraphChain` of its graphs."""
     recipe = RECIPES[config.model]
-    main = KerasRunner(recipe.deploy_model(model))
+    main = KerasRunner(recipe.deploy_model(config, model))
     heads = recipe.deploy_heads(model)
     return GraphChain(main, {name: KerasRunner(head) for name, head in heads.items()}) if heads else main
 
@@ -250,7 +250,7 @@ def train(
     final = dict(periodic_eval.results).get(state.epoch)
     finalize = RECIPES[config.model].finalize_spec
     if finalize is not None:
-        tuned = finalize(RECIPES[config.model].deploy_model(model), spec, config, train_split)
+        tuned = finalize(RECIPES[config.model].deploy_model(config, model), spec, config, train_split)
         if tuned != spec:
             spec = tuned
             spec.to_json(run_dir / SPEC_FILENAME)
@@ -270,7 +270,7 @@ def _finish(config: TrainConfig, run_dir: Path, model: keras.Model, state: RunSt
     recipe = RECIPES[config.model]
     for name, head in recipe.deploy_heads(model).items():  # heads first: a main file implies its heads
         save_model_atomic(head, head_path(run_dir / MODEL_FILENAME, name))
-    model_path = save_model_atomic(recipe.deploy_model(model), run_dir / MODEL_FILENAME)
+    model_path = save_model_atomic(recipe.deploy_model(config, model), run_dir / MODEL_FILENAME)
     print(f"final {result.metric} on {config.data.val_split} ({result.num_images} images):")
     print(result.format_table(), flush=True)
     metrics = _metrics(config, state, result)

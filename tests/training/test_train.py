@@ -31,6 +31,8 @@ TINY_SSD = SsdConfig(
     input_size=TINY_SIZE, num_classes=4, alpha=0.35,
     anchors=SsdAnchorConfig(image_size=TINY_SIZE, feature_map_sizes=(8, 4, 2), min_scale=0.15,
                             max_scale=0.9, aspect_ratios=((2.0,), (2.0,), (2.0,))))
+TINY_SSD_PIXEL_ANCHORS = dataclasses.replace(TINY_SSD, anchors=dataclasses.replace(
+    TINY_SSD.anchors, min_sizes=(10.0, 24.0, 40.0), max_sizes=(24.0, 40.0, 58.0)))
 EPOCHS, STOP_AFTER, BATCH = 3, 2, 4
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -199,3 +201,22 @@ def test_cli_overrides_and_suggestions(tmp_path, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--epoch", "3"])
     assert "did you mean --epochs" in capsys.readouterr().err
+
+
+def test_a_run_with_a_deploy_size_saves_evaluates_and_describes_the_deployed_graph(synth_data, tmp_path):
+    deploy = 2 * TINY_SIZE
+    config = TrainConfig(ssd=dataclasses.replace(TINY_SSD_PIXEL_ANCHORS, deploy_input_size=deploy),
+                         data=DataConfig(root=str(synth_data), batch_size=BATCH),
+                         schedule=ScheduleConfig(epochs=1, steps_per_epoch=1), eval=EvalConfig(every_epochs=1),
+                         out_dir=str(tmp_path / "ssd"), run_eagerly=True)
+    result = train(config, verbose=0)
+    spec = ModelSpec.from_json(result.run_dir / "spec.json")
+    assert spec.input_size == deploy and spec.anchors.feature_map_sizes == (16, 8, 4)
+    saved = keras.models.load_model(result.model_path, compile=False)
+    assert saved.input_shape == (None, deploy, deploy, 3)
+    trained, _ = build_or_resume(config, config.out_dir, True)  # the last checkpoint: the training graph
+    assert trained.input_shape == (None, TINY_SIZE, TINY_SIZE, 3)
+    assert _same(_weights(trained), _weights(saved))
+    assert result.metrics["eval"]["num_images"] == 4
+    stats = evaluate_runner(KerasRunner(saved), spec, load_split(synth_data, "val")).stats
+    assert set(stats) == set(result.metrics["bbox"])
