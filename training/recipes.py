@@ -31,7 +31,8 @@ from tfsp.models.attributes import build_attribute_model
 from tfsp.data.rcnn_train_targets import make_rcnn_target_fn, rcnn_fit_targets
 from tfsp.models.dense import build_dense
 from tfsp.models.mask_rcnn_train import MaskRcnnTrainModel
-from tfsp.models.openpose import OUTPUT_STRIDE, build_openpose, deploy_openpose, stage_output_names
+from tfsp.models.openpose import (OUTPUT_STRIDE, build_openpose, deploy_openpose_at, deployed_openpose_config,
+                                  stage_output_names)
 from tfsp.models.ssd import build_ssd, ssd_anchors
 from tfsp.models.ssd_deploy import deploy_ssd, deployed_ssd_config
 from tfsp.postprocess.attributes import ATTRIBUTE_LOGITS
@@ -148,7 +149,8 @@ def _pose_losses(config: TrainConfig) -> dict[str, keras.losses.Loss]:
 
 def _pose_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
     person = PERSON_CLASS_ID
-    return pose_spec(config.openpose.input_size, config.openpose.map_size, (dataset.class_names[person],),
+    deployed = deployed_openpose_config(config.openpose)
+    return pose_spec(deployed.input_size, deployed.map_size, (dataset.class_names[person],),
                      (dataset.category_ids[person],), resize_mode=config.data.resize)
 
 
@@ -160,7 +162,7 @@ OPENPOSE_RECIPE = ModelRecipe(
     target_fn=lambda config: make_pose_target_fn(_pose_targets(config)),
     fit_targets=_pose_fit_targets,
     build_spec=_pose_spec,
-    deploy_model=lambda config, model: deploy_openpose(model),
+    deploy_model=lambda config, model: deploy_openpose_at(model, config.openpose),
 )
 
 def _dense_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:

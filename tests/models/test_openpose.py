@@ -83,3 +83,20 @@ def test_config_validation():
         dataclasses.replace(TINY_CONFIG, num_refinement_stages=-1)
     with pytest.raises(ValueError, match="heatmap_loss_weight"):
         dataclasses.replace(TINY_CONFIG, heatmap_loss_weight=0.0)
+
+
+def test_deploy_at_another_size_copies_the_last_stage_weights(tiny_model):
+    config = dataclasses.replace(TINY_CONFIG, deploy_input_size=96)
+    deployed = openpose.deploy_openpose_at(tiny_model, config)
+    last = openpose.deploy_openpose(tiny_model)
+    assert deployed.input_shape == (None, 96, 96, 3)
+    assert {name: tuple(t.shape) for name, t in deployed.output.items()} == {
+        HEATMAPS: (None, 12, 12, openpose.NUM_HEATMAP_CHANNELS), PAFS: (None, 12, 12, openpose.NUM_PAF_CHANNELS)}
+    assert all(np.array_equal(a, b) for a, b in zip(deployed.get_weights(), last.get_weights()))
+    assert openpose.deployed_openpose_config(config).map_size == 12
+    same = openpose.deploy_openpose_at(tiny_model, TINY_CONFIG)  # no deploy size: the shared last stage
+    images = _images(1, 64)
+    np.testing.assert_array_equal(same(images, training=False)[PAFS].numpy(), last(images, training=False)[PAFS].numpy())
+    assert openpose.OPENPOSE_SYNTH_CONFIG.deploy_input_size == 320
+    with pytest.raises(ValueError, match="deploy_input_size must be a positive multiple of 32, got 100"):
+        dataclasses.replace(TINY_CONFIG, deploy_input_size=100)

@@ -1,4 +1,4 @@
-"""The recipes: run specs for dense and attribute models, the data sets they refuse, pose loss weights."""
+"""The recipes: run specs (deployed sizes, dense and attribute models, the data sets they refuse), pose loss weights."""
 
 import dataclasses
 
@@ -44,3 +44,16 @@ def test_pose_losses_weigh_every_stages_heatmaps_and_leave_pafs_at_one():
     assert {name: loss.scale for name, loss in losses.items()} == {
         name: 2.5 if name.endswith(HEATMAPS) else 1.0 for name in losses}
     assert all(loss.background_last == name.endswith(HEATMAPS) for name, loss in losses.items())
+
+
+@pytest.mark.parametrize("kind, trained, deployed, maps", [
+    (ModelKind.SSD, 192, 256, (32, 16, 8, 4)), (ModelKind.OPENPOSE, 256, 320, (40,))])
+def test_synthetic_run_specs_describe_the_deployed_size_not_the_training_one(synth_data, kind, trained, deployed,
+                                                                             maps):
+    train = load_split(synth_data, "train", check_images=False)
+    config = TrainConfig(model=kind)
+    spec = build_run_spec(config, train)
+    assert RECIPES[kind].input_size(config) == trained  # the training pipeline's size
+    assert spec.input_size == deployed
+    grid = spec.anchors.feature_map_sizes if kind is ModelKind.SSD else (spec.outputs[0].shape[1],)
+    assert tuple(grid) == maps
