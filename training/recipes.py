@@ -30,6 +30,8 @@ from tfsp.losses import MaskedL2Loss, ssd_losses
 from tfsp.models.attributes import build_attribute_model
 from tfsp.data.rcnn_train_targets import make_rcnn_target_fn, rcnn_fit_targets
 from tfsp.models.dense import build_dense
+from tfsp.models.mask_rcnn import deploy_stage1
+from tfsp.models.mask_rcnn_config import deployed_mask_rcnn_config
 from tfsp.models.mask_rcnn_train import MaskRcnnTrainModel
 from tfsp.models.openpose import (OUTPUT_STRIDE, build_openpose, deploy_openpose_at, deployed_openpose_config,
                                   stage_output_names)
@@ -64,7 +66,7 @@ class ModelRecipe:
             targets (mapped by `tfsp.data.pipeline.make_dataset`), or None for none.
         fit_targets: Config -> batch fn `batch -> (x, y)` for `keras.Model.fit`, y keyed by
             output name.
-        build_spec: (config, data set) -> float32 `ModelSpec` of the trained graph.
+        build_spec: (config, data set) -> float32 `ModelSpec` of the deployed graph (`deploy_model`).
         deploy_model: (config, training model) -> the model that is evaluated, saved as
             OUT/model.keras and exported (e.g. without intermediate-supervision outputs, or at
             another input size); shares the layers or holds a copy of the weights.
@@ -231,7 +233,7 @@ def _mask_rcnn_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
                          f"{dataset.instances_json}, not {PERSON_CLASS_NAME!r}; set it to the person class "
                          f"({list(dataset.class_names)}) or to null for no keypoint head")
     proposals = RpnProposalConfig(pre_nms_top_k=model.test_pre_nms_top_k, post_nms_top_k=model.test_post_nms_top_k)
-    return instance_segmentation_spec(model, dataset.class_names, dataset.category_ids,
+    return instance_segmentation_spec(deployed_mask_rcnn_config(model), dataset.class_names, dataset.category_ids,
                                       resize_mode=config.data.resize, with_keypoints=person is not None,
                                       proposals=proposals)
 
@@ -249,7 +251,7 @@ MASK_RCNN_RECIPE = ModelRecipe(
     target_fn=lambda config: make_rcnn_target_fn(config.mask_rcnn),
     fit_targets=lambda config: rcnn_fit_targets,
     build_spec=_mask_rcnn_spec,
-    deploy_model=lambda config, model: model.stage1,
+    deploy_model=lambda config, model: deploy_stage1(model.stage1, config.mask_rcnn),
     deploy_heads=_mask_rcnn_heads,
     mask_size=lambda config: RCNN_MASK_SIZE,
 )

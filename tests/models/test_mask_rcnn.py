@@ -270,3 +270,16 @@ def test_config_validation():
         dataclasses.replace(TINY_CONFIG, mask_head_convs=-1)
     with pytest.raises(ValueError, match="alpha"):
         dataclasses.replace(TINY_CONFIG, alpha=0.0)
+
+
+def test_stage1_deploys_at_another_size_with_the_same_weights(stage1):
+    config = dataclasses.replace(TINY_CONFIG, deploy_input_size=2 * SIZE)
+    deployed = mask_rcnn.deploy_stage1(stage1, config)
+    assert tuple(deployed.input.shape) == (None, 2 * SIZE, 2 * SIZE, 3)
+    assert tuple(deployed.output[FPN_OUTPUT.format(2)].shape) == (None, SIZE // 2, SIZE // 2, 8)
+    assert all(np.array_equal(a, b) for a, b in zip(stage1.get_weights(), deployed.get_weights()))
+    assert mask_rcnn.deploy_stage1(stage1, TINY_CONFIG) is stage1
+    assert mask_rcnn.deployed_mask_rcnn_config(config).input_size == 2 * SIZE
+    assert mask_rcnn.MASK_RCNN_SYNTH_CONFIG.deploy_input_size == 320
+    with pytest.raises(ValueError, match="deploy_input_size must be a positive multiple of 64, got 100"):
+        dataclasses.replace(TINY_CONFIG, deploy_input_size=100)

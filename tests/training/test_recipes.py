@@ -47,7 +47,8 @@ def test_pose_losses_weigh_every_stages_heatmaps_and_leave_pafs_at_one():
 
 
 @pytest.mark.parametrize("kind, trained, deployed, maps", [
-    (ModelKind.SSD, 192, 256, (32, 16, 8, 4)), (ModelKind.OPENPOSE, 256, 320, (40,))])
+    (ModelKind.SSD, 192, 256, (32, 16, 8, 4)), (ModelKind.OPENPOSE, 256, 320, (40,)),
+    (ModelKind.MASK_RCNN, 256, 320, (80,))])
 def test_synthetic_run_specs_describe_the_deployed_size_not_the_training_one(synth_data, kind, trained, deployed,
                                                                              maps):
     train = load_split(synth_data, "train", check_images=False)
@@ -55,5 +56,5 @@ def test_synthetic_run_specs_describe_the_deployed_size_not_the_training_one(syn
     spec = build_run_spec(config, train)
     assert RECIPES[kind].input_size(config) == trained  # the training pipeline's size
     assert spec.input_size == deployed
-    grid = spec.anchors.feature_map_sizes if kind is ModelKind.SSD else (spec.outputs[0].shape[1],)
+    grid = spec.anchors.feature_map_sizes if kind is ModelKind.SSD else (spec.outputs[0].shape[1],)  # P2 first
     assert tuple(grid) == maps

@@ -62,6 +62,7 @@ from tfsp.models.mask_rcnn_config import (  # noqa: F401 (re-exported: the confi
     MASK_UPSAMPLE,
     SUPPORTED_LEVELS,
     MaskRcnnConfig,
+    deployed_mask_rcnn_config,
     fpn_anchor_config,
     roi_feature_channels,
     stage1_output_names,
@@ -153,3 +154,22 @@ def build_stage1(config: MaskRcnnConfig) -> keras.Model:
         outputs[RPN_DELTAS_OUTPUT.format(level)] = soft_clamp(
             rpn_deltas(hidden), DELTA_BOUND, RPN_DELTAS_OUTPUT.format(level))
     return keras.Model(image, outputs, name="mask_rcnn_stage1")
+
+
+def deploy_stage1(stage1: keras.Model, config: MaskRcnnConfig) -> keras.Model:
+    """Stage 1 at ``config.deploy_input_size``.
+
+    Args:
+        stage1: a graph from ``build_stage1(config)`` (trained).
+        config: its config.
+
+    Returns:
+        ``stage1`` when the deploy size is the training size; else ``build_stage1`` of
+        ``deployed_mask_rcnn_config(config)`` holding a copy of the weights.
+    """
+    deployed = deployed_mask_rcnn_config(config)
+    if deployed.input_size == config.input_size:
+        return stage1
+    copy = build_stage1(deployed)
+    copy.set_weights(stage1.get_weights())
+    return copy
