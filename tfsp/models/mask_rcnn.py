@@ -54,6 +54,7 @@ from __future__ import annotations
 import keras
 
 from tfsp.models.backbones import mobilenet_v2_features, normalise_image
+from tfsp.models.deploy_size import rebuilt_at
 from tfsp.models.mask_rcnn_config import (  # noqa: F401 (re-exported: the config lives beside the graphs)
     BACKBONE_LEVELS,
     EXTRA_LEVEL,
@@ -168,8 +169,4 @@ def deploy_stage1(stage1: keras.Model, config: MaskRcnnConfig) -> keras.Model:
         ``deployed_mask_rcnn_config(config)`` holding a copy of the weights.
     """
     deployed = deployed_mask_rcnn_config(config)
-    if deployed.input_size == config.input_size:
-        return stage1
-    copy = build_stage1(deployed)
-    copy.set_weights(stage1.get_weights())
-    return copy
+    return rebuilt_at(stage1, config.input_size, deployed.input_size, lambda: build_stage1(deployed))

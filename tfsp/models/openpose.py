@@ -27,6 +27,7 @@ import keras
 from tfsp.data.keypoints import NUM_KEYPOINTS, NUM_PAF_LIMBS
 from tfsp.data.pose_fields import DEFAULT_LIMB_WIDTH_PX
 from tfsp.models.backbones import DEFAULT_BN_MOMENTUM, mobilenet_v2_features, normalise_image
+from tfsp.models.deploy_size import rebuilt_at
 from tfsp.postprocess.paf import HEATMAPS, PAFS
 from tfsp.spec import INPUT_NAME
 
@@ -235,10 +236,6 @@ def deploy_openpose_at(model: keras.Model, config: OpenPoseConfig) -> keras.Mode
         ``deploy_openpose(model)`` when the deploy size is the training size; else the last-stage
         graph of ``build_openpose(deployed_openpose_config(config))`` holding a copy of the weights.
     """
-    last = deploy_openpose(model)
     deployed = deployed_openpose_config(config)
-    if deployed.input_size == config.input_size:
-        return last
-    copy = deploy_openpose(build_openpose(deployed))
-    copy.set_weights(last.get_weights())
-    return copy
+    return rebuilt_at(deploy_openpose(model), config.input_size, deployed.input_size,
+                      lambda: deploy_openpose(build_openpose(deployed)))

@@ -15,6 +15,7 @@ import dataclasses
 
 import keras
 
+from tfsp.models.deploy_size import rebuilt_at
 from tfsp.models.ssd import SsdConfig, build_ssd
 
 
@@ -53,8 +54,4 @@ def deploy_ssd(model: keras.Model, config: SsdConfig) -> keras.Model:
         holding a copy of ``model``'s weights (later training does not reach it).
     """
     deployed = deployed_ssd_config(config)
-    if deployed.input_size == config.input_size:
-        return model
-    copy = build_ssd(deployed)
-    copy.set_weights(model.get_weights())
-    return copy
+    return rebuilt_at(model, config.input_size, deployed.input_size, lambda: build_ssd(deployed))
