@@ -27,8 +27,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 data: venv
-	@test -f $(DATA)/annotations/instances_val.json || \
-		$(PY) -m tfsp.data.synthetic --out $(DATA) --train 2000 --val 200 --size 256 --seed 0
+	@$(PY) -m tfsp.data.synthetic --out $(DATA) --train 2000 --val 200 --size 256 --seed 0 --if-stale
 
 preview: data
 	$(PY) -m tfsp.data.preview --data $(DATA) --split val --out $(OUTPUTS)/synth_contact_sheet.png

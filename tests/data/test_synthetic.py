@@ -166,3 +166,27 @@ def test_cli_writes_and_suggests_close_options(tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit):
         synthetic.main(["--out", str(out), "--trian", "1"])
     assert "did you mean --train" in capsys.readouterr().err
+
+
+def test_if_stale_keeps_a_current_data_set_and_replaces_an_older_one_but_never_other_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "synth"
+    args = ["--out", str(out), "--train", "1", "--val", "1", "--size", "32", "--no-progress", "--if-stale"]
+    assert synthetic.main(args) == 0
+    meta_path = out / "meta.json"
+    first = meta_path.stat().st_mtime_ns
+    assert synthetic.main(args) == 0 and meta_path.stat().st_mtime_ns == first
+    assert "is up to date" in capsys.readouterr().out
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "version": "0.9.0"}))
+    assert synthetic.stale_reason(out, 1, 1, 32, synthetic.DEFAULT_SEED) == f"version 0.9.0, now {synthetic.GENERATOR_VERSION}"
+    assert synthetic.stale_reason(out, 1, 2, 32, synthetic.DEFAULT_SEED).endswith("val images 1, now 2")
+    assert synthetic.main(args) == 0
+    assert "regenerating" in capsys.readouterr().out
+    assert json.loads(meta_path.read_text())["version"] == synthetic.GENERATOR_VERSION
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert synthetic.stale_reason(other, 1, 1, 32, 0) == synthetic.NOT_GENERATED
+    assert synthetic.main(["--out", str(other), *args[2:]]) == 2  # not ours: refused, kept
+    assert (other / "keep.txt").read_text() == "mine"

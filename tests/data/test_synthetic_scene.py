@@ -45,11 +45,55 @@ def test_keypoint_visibility_golden():
 def test_person_keypoints_lie_on_the_drawn_silhouette():
     for seed in range(30):
         rng = np.random.default_rng(seed)
-        mask, keypoints = synthetic_person.draw_person(rng, 64, rng.uniform(0, 64, size=2))
+        mask, keypoints, _ = synthetic_person.draw_person(rng, 64, rng.uniform(0, 64, size=2))
         np.testing.assert_array_equal(keypoints, np.round(keypoints, synthetic_person.KEYPOINT_DECIMALS))
         inside = np.all((keypoints >= 0) & (keypoints < 64), axis=1)
         cols, rows = np.floor(keypoints[inside]).astype(int).T
         assert mask[rows, cols].all()
+
+
+def test_person_detail_shows_face_marks_and_a_sideways_persons_far_limbs_inside_the_silhouette():
+    sideways = frontal = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        mask, keypoints, detail = synthetic_person.draw_person(rng, 128, np.array([64.0, 64.0]))
+        point = {name: keypoints[k] for k, name in enumerate(KEYPOINT_NAMES)}
+        shoulders = np.linalg.norm(point["left_shoulder"] - point["right_shoulder"])
+        torso = np.linalg.norm((point["left_shoulder"] + point["right_shoulder"] - point["left_hip"]
+                                - point["right_hip"]) / 2)
+        # shoulders 2 x SHOULDER_HALF_WIDTH apart frontally, SIDEWAYS_WIDTH times that sideways
+        is_sideways = shoulders < 0.5 * 2 * synthetic_person.SHOULDER_HALF_WIDTH / synthetic_person.TORSO * torso
+        assert detail.dtype == np.uint8 and detail.shape == mask.shape
+        assert not detail[~mask].any()
+        assert set(np.unique(detail)) <= {synthetic_person.DETAIL_BODY, synthetic_person.DETAIL_FAR_LIMB,
+                                          synthetic_person.DETAIL_FACE_MARK}
+        nose = np.floor(keypoints[INDEX["nose"]]).astype(int)
+        assert detail[nose[1], nose[0]] == synthetic_person.DETAIL_FACE_MARK
+        far = detail == synthetic_person.DETAIL_FAR_LIMB
+        if not is_sideways:
+            frontal += 1
+            assert not far.any()
+        else:
+            sideways += 1
+            assert far.any()
+            # one wrist and one ankle (the far ones) may lie on far-limb pixels, never both
+            for joint in ("wrist", "ankle"):
+                cols, rows = np.floor([point[f"left_{joint}"], point[f"right_{joint}"]]).astype(int).T
+                assert not far[rows, cols].all()
+    assert sideways and frontal
+
+
+def test_layer_colours_blend_far_limbs_to_grey_and_face_marks_to_the_opposite_colour():
+    detail = np.array([[synthetic_person.DETAIL_BODY, synthetic_person.DETAIL_FAR_LIMB,
+                        synthetic_person.DETAIL_FACE_MARK]], np.uint8)
+    rgb = np.array([200.0, 0.0, 100.0], np.float32)
+    layer = Layer(synthetic_scene.PERSON, np.ones((1, 3), bool), "red", rgb, True, False, detail=detail)
+    colors = synthetic_scene.layer_colors(layer, np.zeros(3, int), np.arange(3))
+    grey, blend = synthetic_scene.FAR_LIMB_GREY, synthetic_scene.FAR_LIMB_BLEND
+    np.testing.assert_allclose(colors[0], rgb)
+    np.testing.assert_allclose(colors[1], rgb + blend * (grey - rgb), rtol=1e-6)
+    np.testing.assert_allclose(colors[2], rgb + synthetic_scene.FACE_MARK_BLEND * ((255.0 - rgb) - rgb), rtol=1e-6)
+    np.testing.assert_array_equal(layer.color_rgb, rgb)  # not modified
 
 
 def test_body_proportions():

@@ -38,7 +38,7 @@ from tfsp.cli import SuggestingParser, non_negative_int, positive_int
 from tfsp.data import synthetic_coco as coco
 from tfsp.data import synthetic_scene as scene
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: person face marks and far limbs drawn (pixels only; same scenes)
 SPLITS = ("train", "val")
 SPLIT_CODES = {"train": 0, "val": 1}  # part of each image's random seed
 ID_OFFSETS = {"train": 0, "val": 1_000_000}
@@ -227,6 +227,33 @@ def generate_dataset(out_dir: str | Path, num_train: int, num_val: int, image_si
     return out
 
 
+NOT_GENERATED = "no data set of this generator there"
+
+
+def stale_reason(out_dir: str | Path, num_train: int, num_val: int, image_size: int, seed: int) -> str | None:
+    """Why ``out_dir`` does not hold the data set these settings generate, or None when it does.
+
+    Returns:
+        None: its meta.json names this generator version, seed, size and counts;
+        :data:`NOT_GENERATED`: it has no readable meta.json of this generator (another data set
+        or none: never replaced silently); otherwise what differs, e.g. ``"version 1.0.0, now 1.1.0"``.
+    """
+    try:
+        meta = json.loads((Path(out_dir) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return NOT_GENERATED
+    if not isinstance(meta, dict) or meta.get("generator") != "tfsp.data.synthetic":
+        return NOT_GENERATED
+    counts = meta.get("splits") or {}
+    wanted = {"version": GENERATOR_VERSION, "seed": seed, "image_size": image_size,
+              "train images": num_train, "val images": num_val}
+    found = {"version": meta.get("version"), "seed": meta.get("seed"), "image_size": meta.get("image_size"),
+             "train images": (counts.get("train") or {}).get("num_images"),
+             "val images": (counts.get("val") or {}).get("num_images")}
+    differ = [f"{key} {found[key]}, now {value}" for key, value in wanted.items() if found[key] != value]
+    return "; ".join(differ) or None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = SuggestingParser(prog="python -m tfsp.data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output directory (must be empty or absent)")
@@ -237,6 +264,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="worker processes; any value gives the same files")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--if-stale", action="store_true",
+                        help="keep --out when it holds this generator version's data set with these settings; "
+                             "replace it when it holds an older one (another version, seed, size or count)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -244,9 +274,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
+    overwrite = args.overwrite
+    if args.if_stale:
+        stale = stale_reason(args.out, args.train, args.val, args.size, args.seed)
+        if stale is None:
+            print(f"{args.out} is up to date (generator {GENERATOR_VERSION}, seed {args.seed})")
+            return 0
+        if stale != NOT_GENERATED:
+            print(f"regenerating {args.out}: {stale}")
+            overwrite = True
     try:
         out = generate_dataset(args.out, args.train, args.val, args.size, args.seed,
-                               progress=not args.no_progress, overwrite=args.overwrite, workers=args.workers)
+                               progress=not args.no_progress, overwrite=overwrite, workers=args.workers)
     except (FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -53,7 +53,15 @@ LIMBS = (("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
          ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"),
          ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"))
 TORSO_QUAD = ("left_shoulder", "right_shoulder", "right_hip", "left_hip")
+TORSO_EDGES = (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"))
 _INDEX = {name: k for k, name in enumerate(KEYPOINT_NAMES)}
+
+# Pixel codes of ``draw_person``'s detail map.
+DETAIL_BODY = 0
+DETAIL_FAR_LIMB = 1  # a sideways person's far arm and leg, behind the body
+DETAIL_FACE_MARK = 2  # nose and eyes
+FACE_MARKS = ("nose", "left_eye", "right_eye")
+FACE_MARK_RADIUS = 0.15  # head radii (at least one pixel)
 
 
 def to_cv_points(points_xy: np.ndarray) -> np.ndarray:
@@ -74,7 +82,23 @@ def body_keypoints(rng: np.random.Generator, height: float) -> np.ndarray:
         height: person height in pixels.
 
     Returns:
-        (17, 2) float64 offsets in pixels, image axes (x right, y down), COCO order.
+        (18, 2) float64 offsets in pixels, image axes (x right, y down): the 17 keypoints in COCO
+        order, then the head centre.
+    """
+    return body_pose(rng, height)[0]
+
+
+def body_pose(rng: np.random.Generator, height: float) -> tuple[np.ndarray, str | None]:
+    """Sample a pose: its 17 keypoints and head centre relative to the hip centre, and its far side.
+
+    Args:
+        rng: random generator.
+        height: person height in pixels.
+
+    Returns:
+        ``(points, far_side)``: points (18, 2) float64 offsets in pixels, image axes, the 17
+        keypoints in COCO order then the head centre; far_side ``"left"`` or ``"right"`` for a
+        sideways person (the side turned away from the viewer), None for a frontal one.
     """
     tilt = rng.uniform(-np.pi / 2, np.pi / 2) if rng.random() < LARGE_TILT_PROBABILITY else rng.normal(0.0, TILT_STD)
     up = np.array([np.sin(tilt), -np.cos(tilt)])
@@ -114,11 +138,19 @@ def body_keypoints(rng: np.random.Generator, height: float) -> np.ndarray:
     for name, (a, b) in face.items():
         pts[name] = head + (a * side + b * up) * radius
     pts["_head"] = head
-    return np.stack([pts[name] for name in (*KEYPOINT_NAMES, "_head")])
+    far_side = None if not sideways else ("left" if facing > 0 else "right")
+    return np.stack([pts[name] for name in (*KEYPOINT_NAMES, "_head")]), far_side
 
 
-def draw_person(rng: np.random.Generator, size: int, center_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def draw_person(rng: np.random.Generator, size: int, center_xy: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample a person whose bounding-box centre is ``center_xy`` and draw its silhouette.
+
+    Besides the silhouette it draws the cues a photo has and a flat silhouette lacks, so that
+    every keypoint's identity can be read from the pixels: the face marks (nose and eyes, which
+    show where a sideways person looks) and, for a sideways person, the far arm and leg behind
+    the body (the near ones drawn over them). They lie inside the silhouette and use no random
+    numbers, so masks, keypoints and the rest of the scene do not depend on them.
 
     Args:
         rng: random generator.
@@ -126,27 +158,50 @@ def draw_person(rng: np.random.Generator, size: int, center_xy: np.ndarray) -> t
         center_xy: (2,) continuous pixel coordinates of the body's bounding-box centre.
 
     Returns:
-        (mask (size, size) bool, keypoints_xy (17, 2) float64 rounded to KEYPOINT_DECIMALS).
-        Every keypoint inside the image lies on the mask: pixel (floor(y), floor(x)) is set.
+        ``(mask, keypoints_xy, detail)``: mask (size, size) bool; keypoints_xy (17, 2) float64
+        rounded to KEYPOINT_DECIMALS, every keypoint inside the image on the mask (pixel
+        (floor(y), floor(x)) is set); detail (size, size) uint8 inside the mask: ``DETAIL_BODY``,
+        ``DETAIL_FAR_LIMB`` or ``DETAIL_FACE_MARK`` (``tfsp.data.synthetic_scene`` shades them).
     """
     height = rng.uniform(*HEIGHT_RANGE) * size
-    points = body_keypoints(rng, height)
+    points, far_side = body_pose(rng, height)
     points = points + (center_xy - (points.min(axis=0) + points.max(axis=0)) / 2.0)
     points = np.round(points, KEYPOINT_DECIMALS)
     keypoints = points[:-1]
     thickness = max(MIN_LIMB_PX, int(round(LIMB_THICKNESS * height)))
     cv_pts = to_cv_points(points)
-    pt = [tuple(p) for p in cv_pts.tolist()]
-    canvas = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(canvas, cv_pts[[_INDEX[n] for n in TORSO_QUAD]][None], 1, cv2.LINE_8, CV_SHIFT)
-    for a, b in LIMBS:
-        cv2.line(canvas, pt[_INDEX[a]], pt[_INDEX[b]], 1, thickness, cv2.LINE_8, CV_SHIFT)
-    neck = (cv_pts[_INDEX["left_shoulder"]] + cv_pts[_INDEX["right_shoulder"]]) // 2
-    cv2.line(canvas, tuple(neck.tolist()), pt[-1], 1, thickness, cv2.LINE_8, CV_SHIFT)
     radius = int(round(HEAD_RADIUS * height * (1 << CV_SHIFT)))
-    cv2.circle(canvas, pt[-1], radius, 1, -1, cv2.LINE_8, CV_SHIFT)
+    canvas = np.zeros((size, size), np.uint8)
+    detail = np.zeros((size, size), np.uint8)
+    if far_side is not None:
+        _draw_body(detail, cv_pts, thickness, radius, DETAIL_FAR_LIMB, lambda a, b: _is_far_limb(a, b, far_side))
+        _draw_body(detail, cv_pts, thickness, radius, DETAIL_BODY, lambda a, b: not _is_far_limb(a, b, far_side))
+    _draw_body(canvas, cv_pts, thickness, radius, 1, lambda a, b: True)
+    mark = max(1, int(round(FACE_MARK_RADIUS * HEAD_RADIUS * height * (1 << CV_SHIFT))))
+    for name in FACE_MARKS:
+        cv2.circle(detail, tuple(cv_pts[_INDEX[name]].tolist()), mark, DETAIL_FACE_MARK, -1, cv2.LINE_8, CV_SHIFT)
     mask = canvas.astype(bool)
     inside = np.all((keypoints >= 0.0) & (keypoints < size), axis=1)
     cols, rows = np.floor(keypoints[inside]).astype(np.int64).T
     mask[rows, cols] = True
-    return mask, keypoints
+    return mask, keypoints, np.where(mask, detail, DETAIL_BODY).astype(np.uint8)
+
+
+def _is_far_limb(a: str, b: str, far_side: str) -> bool:
+    """An arm or leg segment of the far side (not a torso edge)."""
+    return a.startswith(far_side) and b.startswith(far_side) and (a, b) not in TORSO_EDGES
+
+
+def _draw_body(canvas: np.ndarray, cv_pts: np.ndarray, thickness: int, radius: int, value: int, limbs) -> None:
+    """Draws the limbs ``limbs(a, b)`` selects with ``value``; with every limb, also torso, neck and head."""
+    pt = [tuple(p) for p in cv_pts.tolist()]
+    everything = all(limbs(a, b) for a, b in LIMBS)
+    if everything or value == DETAIL_BODY:
+        cv2.fillPoly(canvas, cv_pts[[_INDEX[n] for n in TORSO_QUAD]][None], value, cv2.LINE_8, CV_SHIFT)
+    for a, b in LIMBS:
+        if limbs(a, b):
+            cv2.line(canvas, pt[_INDEX[a]], pt[_INDEX[b]], value, thickness, cv2.LINE_8, CV_SHIFT)
+    if everything or value == DETAIL_BODY:
+        neck = (cv_pts[_INDEX["left_shoulder"]] + cv_pts[_INDEX["right_shoulder"]]) // 2
+        cv2.line(canvas, tuple(neck.tolist()), pt[-1], value, thickness, cv2.LINE_8, CV_SHIFT)
+        cv2.circle(canvas, pt[-1], radius, value, -1, cv2.LINE_8, CV_SHIFT)

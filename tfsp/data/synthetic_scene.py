@@ -39,6 +39,13 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLOR_JITTER = 15
 SHADE_AMPLITUDE = 30.0  # brightness change across one image size of an object's linear shading
+# Person details (``synthetic_person.draw_person``): a sideways person's far arm and leg are blended
+# this far towards grey (depth: they are behind the body), the face marks this far towards the
+# opposite colour (255 - colour), so that which way a person looks and which limb is near show.
+FAR_LIMB_BLEND = 0.45
+FAR_LIMB_GREY = 128.0
+FACE_MARK_BLEND = 0.7
+MAX_LEVEL = 255.0
 
 NEGATIVE_FRACTION = 0.05  # images with no objects at all
 CROWD_FRACTION = 0.2  # images that contain one crowd region
@@ -82,6 +89,7 @@ class Layer:
         filled: False for outlined shapes.
         is_crowd: True for a crowd cluster.
         keypoints_xy: (17, 2) float64 continuous pixel coordinates, or None for non-persons.
+        detail: (H, W) uint8 person detail codes (``synthetic_person.DETAIL_*``), or None.
     """
 
     category_id: int
@@ -91,6 +99,7 @@ class Layer:
     filled: bool
     is_crowd: bool
     keypoints_xy: np.ndarray | None = None
+    detail: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -175,9 +184,24 @@ def sample_crowd(rng: np.random.Generator, size: int) -> Layer:
 
 def sample_person(rng: np.random.Generator, size: int) -> Layer:
     """A stick figure (thick limbs, torso, head disc) with its 17 COCO keypoints."""
-    mask, keypoints_xy = synthetic_person.draw_person(rng, size, _sample_center(rng, size, *PERSON_CENTER_RANGE))
+    mask, keypoints_xy, detail = synthetic_person.draw_person(rng, size,
+                                                             _sample_center(rng, size, *PERSON_CENTER_RANGE))
     name, rgb = _sample_color(rng)
-    return Layer(PERSON, mask, name, rgb, filled=True, is_crowd=False, keypoints_xy=keypoints_xy)
+    return Layer(PERSON, mask, name, rgb, filled=True, is_crowd=False, keypoints_xy=keypoints_xy, detail=detail)
+
+
+def layer_colors(layer: Layer, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """(P, 3) float32 colour of the layer's pixels (ys, xs) before shading: the base colour, with a
+    person's far limbs blended towards grey and its face marks towards the opposite colour."""
+    colors = np.broadcast_to(layer.color_rgb, (len(ys), 3)).astype(np.float32)
+    if layer.detail is None:
+        return colors
+    codes = layer.detail[ys, xs]
+    far = codes == synthetic_person.DETAIL_FAR_LIMB
+    colors[far] += FAR_LIMB_BLEND * (FAR_LIMB_GREY - layer.color_rgb)
+    face = codes == synthetic_person.DETAIL_FACE_MARK
+    colors[face] += FACE_MARK_BLEND * (MAX_LEVEL - 2.0 * layer.color_rgb)
+    return colors
 
 
 def sample_background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -264,7 +288,7 @@ def render_scene(rng: np.random.Generator, size: int) -> RenderedScene:
         ys, xs = np.nonzero(layer.mask)
         rel = (np.stack([xs, ys], axis=-1) + 0.5 - np.array([xs.mean(), ys.mean()])) / size
         shade = rel @ rng.uniform(-SHADE_AMPLITUDE, SHADE_AMPLITUDE, size=2)
-        image[ys, xs] = layer.color_rgb[None, :] + shade[:, None].astype(np.float32)
+        image[ys, xs] = layer_colors(layer, ys, xs) + shade[:, None].astype(np.float32)
         semantic[ys, xs] = layer.category_id
         layer_depth = far - (k + 0.5 + rng.uniform(-DEPTH_JITTER, DEPTH_JITTER)) * step
         depth[ys, xs] = layer_depth + rng.uniform(-DEPTH_TILT, DEPTH_TILT) * step * rel[:, 1]
