@@ -8,4 +8,4 @@ This package module stays import-light: importing ``tfsp`` never imports
 TensorFlow, so the device-side modules work with ``requirements-edge.txt``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

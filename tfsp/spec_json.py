@@ -1,8 +1,10 @@
 """Strict JSON (de)serialisation of frozen dataclasses, for ``tfsp.spec.ModelSpec``.
 
 Every field must be present (an unknown or missing field is an error naming the
-field path); enums are stored by member name, tuples as lists. Device-safe: the
-standard library only.
+field path), except a field declared with :func:`added_field`: one added after specs
+were first written, whose default reproduces what older tfsp versions did, so that a
+spec written before it existed still loads and behaves as it did. Enums are stored by
+member name, tuples as lists. Device-safe: the standard library only.
 """
 
 from __future__ import annotations
@@ -14,8 +16,20 @@ import typing
 from typing import Any
 
 
+ADDED_IN = "tfsp_added_in"
+"""Field metadata key: the tfsp version that added the field (see :func:`added_field`)."""
+
+
 class SpecError(ValueError):
     """A spec file or dict that does not describe a valid ``ModelSpec``."""
+
+
+def added_field(default: Any, added_in: str) -> Any:
+    """A dataclass field that specs written before tfsp ``added_in`` lack: they get ``default``.
+
+    ``default`` must be the behaviour of the versions before ``added_in``.
+    """
+    return dataclasses.field(default=default, metadata={ADDED_IN: added_in})
 
 
 def to_jsonable(value: Any) -> Any:
@@ -30,16 +44,20 @@ def to_jsonable(value: Any) -> Any:
 
 
 def from_jsonable(cls: type, data: Any, where: str) -> Any:
-    """Builds dataclass ``cls`` from a JSON object; every field must be present."""
+    """Builds dataclass ``cls`` from a JSON object; every field must be present but added ones."""
     if not isinstance(data, dict):
         raise SpecError(f"{where or 'top level'}: expected an object, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    added = {f.name for f in fields if ADDED_IN in f.metadata}
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise SpecError(f"{_join(where, unknown[0])}: unknown field (known: {', '.join(names)})")
     hints = typing.get_type_hints(cls)
     values = {}
     for name in names:
+        if name not in data and name in added:
+            continue  # written before the field existed: its default
         if name not in data:
             raise SpecError(f"{_join(where, name)}: missing field")
         values[name] = _convert(hints[name], data[name], _join(where, name))

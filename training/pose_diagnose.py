@@ -62,7 +62,7 @@ def diagnose(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_images: 
     category = person_category_id(spec)
     records = dataset.records[:max_images]
     results: dict[str, list[dict]] = {name: [] for name in COMBINATIONS}
-    for record, image, letterbox, heatmaps, pafs, people in _predictions(runner, spec, dataset, records):
+    for record, image, letterbox, heatmaps, pafs, people in predictions(runner, spec, dataset, records):
         size = heatmaps.shape[0]
         stride = spec.input_size / size
         true_heatmaps = render_heatmaps(people, size, stride, sigma_px)
@@ -79,7 +79,7 @@ def diagnose(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_images: 
             for name, found in results.items()}
 
 
-def _predictions(runner: Runner, spec: ModelSpec, dataset: CocoDataset, records: Sequence[ImageRecord]
+def predictions(runner: Runner, spec: ModelSpec, dataset: CocoDataset, records: Sequence[ImageRecord]
                  ) -> Iterator[tuple[ImageRecord, np.ndarray, Letterbox, np.ndarray, np.ndarray, np.ndarray]]:
     """Per record: (record, image, letterbox, heatmaps (F, F, 18), PAFs (F, F, 2L), people (P, 17, 3) input px)."""
     person = list(dataset.category_ids).index(person_category_id(spec))
@@ -135,7 +135,7 @@ def peak_errors(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_image
         raise ValueError(f"pose diagnosis needs a Task.POSE spec, got {spec.task}")
     distances: list[list[float]] = [[] for _ in KEYPOINT_NAMES]
     stride = float(spec.input_size)
-    for _, _, _, heatmaps, _, people in _predictions(runner, spec, dataset, dataset.records[:max_images]):
+    for _, _, _, heatmaps, _, people in predictions(runner, spec, dataset, dataset.records[:max_images]):
         stride = spec.input_size / heatmaps.shape[0]
         types, xy, _ = find_peaks(heatmaps, spec.paf)
         for kind in range(len(KEYPOINT_NAMES)):

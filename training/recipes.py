@@ -38,7 +38,7 @@ from tfsp.models.openpose import (OUTPUT_STRIDE, build_openpose, deploy_openpose
 from tfsp.models.ssd import build_ssd, ssd_anchors
 from tfsp.models.ssd_deploy import deploy_ssd, deployed_ssd_config
 from tfsp.postprocess.attributes import ATTRIBUTE_LOGITS
-from tfsp.postprocess.paf import HEATMAPS, PAFS
+from tfsp.postprocess.paf import HEATMAPS, PAFS, PafParserConfig
 from tfsp.postprocess.rcnn import RpnProposalConfig
 from tfsp.spec import AttributeHead, ModelSpec
 from tfsp.runtime.graph_chain import HEAD_GRAPHS
@@ -149,11 +149,20 @@ def _pose_losses(config: TrainConfig) -> dict[str, keras.losses.Loss]:
             for name in names}
 
 
+POSE_SMOOTHING_SIGMA = 0.75
+"""Heatmap smoothing (cells) in the parser of trained pose models."""
+
+TRAINED_POSE_PARSER = PafParserConfig(smoothing_sigma=POSE_SMOOTHING_SIGMA, fill_missing=True)
+"""PAF parser settings written into the spec of a trained pose model: chosen with
+``python -m training.pose_parser_sweep --split train --max-images 200`` on a trained synthetic
+model (README, pose section); the other thresholds are the paper's."""
+
+
 def _pose_spec(config: TrainConfig, dataset: CocoDataset) -> ModelSpec:
     person = PERSON_CLASS_ID
     deployed = deployed_openpose_config(config.openpose)
     return pose_spec(deployed.input_size, deployed.map_size, (dataset.class_names[person],),
-                     (dataset.category_ids[person],), resize_mode=config.data.resize)
+                     (dataset.category_ids[person],), resize_mode=config.data.resize, parser=TRAINED_POSE_PARSER)
 
 
 OPENPOSE_RECIPE = ModelRecipe(

@@ -239,3 +239,8 @@ def test_benchmark_command(capsys):
     assert out.startswith("parse_poses: median ") and "people: 3 rendered, 3 parsed; 24x24 maps" in out
     assert paf_benchmark.main(["--people", "40", "--map-size", "20"]) == 2
     assert "cannot place 40 people" in capsys.readouterr().err
+    assert paf_benchmark.main(["--people", "3", "--map-size", "24", "--repeats", "2", "--smoothing-sigma", "0.75",
+                               "--fill-missing"]) == 0
+    assert "3 parsed; 24x24 maps, 2 repeats; smoothing 0.75, fill True" in capsys.readouterr().out
+    assert paf_benchmark.main(["--smoothing-sigma", "-1"]) == 2
+    assert "smoothing_sigma must be finite and >= 0" in capsys.readouterr().err

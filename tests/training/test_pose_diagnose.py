@@ -2,40 +2,16 @@
 
 import dataclasses
 
-import keras
 import numpy as np
-import pytest
 
-from tfsp.data.coco import load_split
 from tfsp.data.keypoints import KEYPOINT_NAMES
 from tfsp.data.pose_fields import DEFAULT_LIMB_WIDTH_PX, DEFAULT_SIGMA_PX, render_heatmaps, render_pafs
 from tfsp.eval import KEYPOINT_STAT_NAMES
 from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.pose import person_category_id
 from tfsp.runtime.preprocess import preprocess_image, read_image_rgb
-from tfsp.spec_builders import pose_spec
 from training import pose_diagnose
-
-SIZE, MAP = 128, 32  # stride 4: the ground-truth fields parse back into the people
-
-
-@pytest.fixture(scope="module")
-def pose_run(synth_data, tmp_path_factory):
-    """An untrained pose graph whose heatmaps stay below the peak threshold, saved with its spec."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    features = keras.layers.AveragePooling2D(SIZE // MAP)(keras.layers.Rescaling(1 / 255)(inputs))
-    features = keras.layers.Conv2D(4, 1, activation="relu")(features)
-    silent = keras.initializers.Constant(-10.0)  # sigmoid(-10) stays far below the peak threshold
-    model = keras.Model(inputs, {
-        "heatmaps": keras.layers.Conv2D(18, 1, activation="sigmoid", bias_initializer=silent)(features),
-        "pafs": keras.layers.Conv2D(36, 1, activation="tanh")(features)})
-    train = load_split(synth_data, "train")
-    spec = pose_spec(SIZE, MAP, train.class_names, train.category_ids)
-    run_dir = tmp_path_factory.mktemp("pose_diag")
-    model.save(run_dir / "model.keras")
-    spec.to_json(run_dir / "spec.json")
-    return run_dir, model, spec, train
+SIZE, MAP = 128, 32  # as POSE_SIZE, POSE_MAP of the pose_run fixture (conftest.py)
 
 
 def test_ground_truth_rows_score_high_and_untrained_maps_low(pose_run):

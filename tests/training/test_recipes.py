@@ -6,10 +6,10 @@ import pytest
 
 from tfsp.data.coco import load_split
 from tfsp.models.attributes import AttributeConfig
-from tfsp.postprocess.paf import HEATMAPS
+from tfsp.postprocess.paf import HEATMAPS, PafParserConfig
 from tfsp.spec import Task
 from training.config import ModelKind, TrainConfig
-from training.recipes import RECIPES, build_run_spec
+from training.recipes import POSE_SMOOTHING_SIGMA, RECIPES, build_run_spec
 
 
 def test_dense_run_spec_has_the_data_sets_classes_and_the_output_grid(synth_data):
@@ -58,3 +58,9 @@ def test_synthetic_run_specs_describe_the_deployed_size_not_the_training_one(syn
     assert spec.input_size == deployed
     grid = spec.anchors.feature_map_sizes if kind is ModelKind.SSD else (spec.outputs[0].shape[1],)  # P2 first
     assert tuple(grid) == maps
+
+
+def test_pose_run_spec_parses_with_smoothing_and_fills_missing_keypoints(synth_data):
+    spec = build_run_spec(TrainConfig(model=ModelKind.OPENPOSE), load_split(synth_data, "train", check_images=False))
+    assert spec.paf.fill_missing and spec.paf.smoothing_sigma == POSE_SMOOTHING_SIGMA > 0
+    assert dataclasses.replace(spec.paf, fill_missing=False, smoothing_sigma=0.0) == PafParserConfig()

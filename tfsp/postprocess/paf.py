@@ -30,6 +30,8 @@ Affinity Fields" (CVPR 2017), run identically on the server and the device:
    scores; people with fewer than ``min_parts`` keypoints or a mean score at most
    ``min_mean_score`` are dropped. The person score, which ranks people for COCO AP, is
    ``mean score * keypoints found / 17``: complete, confident people first.
+6. **Filling** (optional, ``fill_missing``; not in the paper): each kept person's absent keypoints
+   take the best map cell near that person (``tfsp.postprocess.peaks``).
 
 Coordinates are *map coordinates*: cell ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)`` and its
 centre is ``(x, y) = (j + 0.5, i + 0.5)``; multiply by the stride for input pixels.
@@ -44,6 +46,8 @@ import numpy as np
 
 from tfsp.data.keypoints import NUM_KEYPOINTS, NUM_TREE_LIMBS, PAF_LIMBS
 from tfsp.postprocess.paf_assembly import assemble_people, match_limbs
+from tfsp.postprocess.peaks import fill_missing_keypoints, refined_xy, smooth_maps
+from tfsp.spec_json import added_field
 from tfsp.structures import Poses
 
 HEATMAPS = "heatmaps"
@@ -73,15 +77,15 @@ DEFAULT_DISTANCE_PRIOR_FRACTION = 0.5
 DEFAULT_MIN_PARTS = 4
 """People with fewer keypoints are dropped (OpenPose demo: 4)."""
 
+DEFAULT_FILL_MISSING = False
+"""The paper's parser reports only the keypoints it connected (see ``PafParserConfig.fill_missing``)."""
+
+FILL_MISSING_ADDED_IN = "0.2.0"
+"""Specs written before carry no ``fill_missing`` and load with the default (the paper's parser)."""
+
 DEFAULT_MIN_MEAN_SCORE = 0.2
 """People whose mean keypoint-and-connection score is at most this are dropped. OpenPose's 0.4
 bounds (sum of keypoint and connection scores) / keypoints, about twice this mean."""
-
-SMOOTHING_RADIUS_SIGMAS = 3.0
-"""The smoothing kernel is truncated at this many sigmas."""
-
-MAX_SUBCELL_OFFSET = 0.5
-"""Sub-cell refinement moves a peak by at most this many cells along each axis."""
 
 MIN_CONNECTION_LENGTH = 1e-6
 """Peaks closer than this (cells) have no direction and are never connected."""
@@ -107,6 +111,10 @@ class PafParserConfig:
             penalised by ``fraction * F_h / d - 1`` (> 0).
         min_parts: people with fewer keypoints are dropped, in [1, 17].
         min_mean_score: people whose mean keypoint-and-connection score is at most this are dropped.
+        fill_missing: after filtering, give each person's absent keypoints the highest cell of
+            their (smoothed) map near that person (``tfsp.postprocess.peaks.fill_missing_keypoints``;
+            score = that map value, person scores unchanged). Off in the paper's parser; on for
+            trained models, where COCO's OKS scores an absent keypoint as a miss.
     """
 
     limbs: tuple[tuple[int, int], ...] = PAF_LIMBS
@@ -119,6 +127,7 @@ class PafParserConfig:
     distance_prior_fraction: float = DEFAULT_DISTANCE_PRIOR_FRACTION
     min_parts: int = DEFAULT_MIN_PARTS
     min_mean_score: float = DEFAULT_MIN_MEAN_SCORE
+    fill_missing: bool = added_field(DEFAULT_FILL_MISSING, FILL_MISSING_ADDED_IN)
 
     def __post_init__(self) -> None:
         name = "PafParserConfig"
@@ -145,6 +154,8 @@ class PafParserConfig:
                              f"got {self.distance_prior_fraction}")
         if not 1 <= self.min_parts <= NUM_KEYPOINTS:
             raise ValueError(f"{name}.min_parts must be in [1, {NUM_KEYPOINTS}], got {self.min_parts}")
+        if not isinstance(self.fill_missing, bool):
+            raise ValueError(f"{name}.fill_missing must be true or false, got {self.fill_missing!r}")
         if not math.isfinite(self.min_mean_score):
             raise ValueError(f"{name}.min_mean_score must be finite, got {self.min_mean_score}")
 
@@ -153,40 +164,21 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _smooth(maps: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian smoothing of (K, H, W) maps over H and W, mirrored at the border."""
-    radius = max(1, math.ceil(SMOOTHING_RADIUS_SIGMAS * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).astype(np.float32)
-    for axis in (1, 2):
-        size = maps.shape[axis]
-        pad = [(0, 0)] * 3
-        pad[axis] = (radius, radius)
-        padded = np.moveaxis(np.pad(maps, pad, mode="symmetric"), axis, 0)
-        maps = np.moveaxis(sum(w * padded[o:o + size] for o, w in enumerate(kernel)), 0, axis)
-    return maps.astype(np.float32)
-
-
-def subcell_offset(before: np.ndarray, centre: np.ndarray, after: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Sub-cell peak offset: vertex of the parabola through (-1, log before), (0, log centre), (1, log after).
+def peak_maps(heatmaps: np.ndarray, config: PafParserConfig = PafParserConfig()) -> np.ndarray:
+    """The maps peaks are found in: the first 17 heatmap channels, smoothed by ``config.smoothing_sigma``.
 
     Args:
-        before: (...) float positive scores one cell before the peak along the axis.
-        centre: (...) float positive scores at the peak.
-        after: (...) float positive scores one cell after the peak.
-        inside: (...) bool, False where a neighbour is missing (map border): offset 0 there.
+        heatmaps: (F_h, F_w, K >= 17) float keypoint confidence maps (later channels ignored).
+        config: ``smoothing_sigma`` is used.
 
     Returns:
-        (...) float64 offsets in cells, within +-``MAX_SUBCELL_OFFSET``; 0 where not ``inside``, a
-        score is not positive or the parabola does not open downwards (used by the PAF parser and
-        Mask R-CNN keypoint decoding).
+        (17, F_h, F_w) float32 maps (a view of ``heatmaps`` when not smoothed).
     """
-    valid = inside & (before > 0) & (centre > 0) & (after > 0)
-    logs = [np.log(np.where(valid, v, 1.0).astype(np.float64)) for v in (before, centre, after)]
-    curvature = logs[0] - 2.0 * logs[1] + logs[2]
-    valid &= curvature < 0
-    offset = 0.5 * (logs[0] - logs[2]) / np.where(valid, curvature, -1.0)
-    return np.clip(np.where(valid, offset, 0.0), -MAX_SUBCELL_OFFSET, MAX_SUBCELL_OFFSET)
+    heatmaps = np.asarray(heatmaps, np.float32)
+    if heatmaps.ndim != 3 or heatmaps.shape[2] < NUM_KEYPOINTS:
+        raise ValueError(f"heatmaps must have shape (F_h, F_w, K >= {NUM_KEYPOINTS}), got {heatmaps.shape}")
+    maps = heatmaps[:, :, :NUM_KEYPOINTS].transpose(2, 0, 1)
+    return smooth_maps(maps, config.smoothing_sigma) if config.smoothing_sigma > 0 else maps
 
 
 def find_peaks(heatmaps: np.ndarray, config: PafParserConfig = PafParserConfig()
@@ -201,27 +193,21 @@ def find_peaks(heatmaps: np.ndarray, config: PafParserConfig = PafParserConfig()
         ``(types, xy, scores)`` sorted by keypoint type, then raster order: types (P,) int64
         keypoint index; xy (P, 2) float64 ``[x, y]`` map coordinates; scores (P,) float32 > 0.
     """
-    heatmaps = np.asarray(heatmaps, np.float32)
-    if heatmaps.ndim != 3 or heatmaps.shape[2] < NUM_KEYPOINTS:
-        raise ValueError(f"heatmaps must have shape (F_h, F_w, K >= {NUM_KEYPOINTS}), got {heatmaps.shape}")
-    maps = heatmaps[:, :, :NUM_KEYPOINTS].transpose(2, 0, 1)  # (17, H, W) view
-    if config.smoothing_sigma > 0:
-        maps = _smooth(maps, config.smoothing_sigma)
-    _, height, width = maps.shape
+    return _peaks_of(peak_maps(heatmaps, config), config.peak_threshold)
+
+
+def _peaks_of(maps: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``find_peaks`` on the (17, H, W) maps of :func:`peak_maps`."""
     padded = np.pad(maps, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
     rows_max = np.maximum(np.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
     window_max = np.maximum(np.maximum(rows_max[:, :-2], rows_max[:, 1:-1]), rows_max[:, 2:])
-    types, rows, cols = np.nonzero((maps >= window_max) & (maps > np.float32(config.peak_threshold)))
+    types, rows, cols = np.nonzero((maps >= window_max) & (maps > np.float32(threshold)))
     scores = maps[types, rows, cols]
     # A tie with an earlier neighbour (up-left, up, up-right, left) leaves the peak to it.
     earlier = [padded[types, rows + di, cols + dj] for di, dj in ((0, 0), (0, 1), (0, 2), (1, 0))]
     keep = np.all([value < scores for value in earlier], axis=0)
     types, rows, cols, scores = types[keep], rows[keep], cols[keep], scores[keep]
-    dx = subcell_offset(padded[types, rows + 1, cols], scores, padded[types, rows + 1, cols + 2],
-                         (cols > 0) & (cols < width - 1))
-    dy = subcell_offset(padded[types, rows, cols + 1], scores, padded[types, rows + 2, cols + 1],
-                         (rows > 0) & (rows < height - 1))
-    return types, np.stack([cols + 0.5 + dx, rows + 0.5 + dy], axis=1), scores
+    return types, refined_xy(maps, types, rows, cols), scores
 
 
 def _line_integral(pafs: np.ndarray, limb: np.ndarray, geometry: np.ndarray, fractions: np.ndarray) -> np.ndarray:
@@ -344,9 +330,11 @@ def parse_poses(heatmaps: np.ndarray, pafs: np.ndarray, config: PafParserConfig 
     Returns:
         ``Poses`` by descending score: keypoints (N, 17, 3) float32 ``[x, y, score]`` in map
         coordinates (cell centre j -> j + 0.5), score the peak heatmap value (> 0), or
-        ``[0, 0, 0]`` where absent; scores (N,) float32 ``mean score * keypoints found / 17``.
+        ``[0, 0, 0]`` where absent (filled instead with ``fill_missing``); scores (N,) float32
+        ``mean score * keypoints found / 17``, keypoints found before filling.
     """
-    types, xy, scores = find_peaks(heatmaps, config)  # checks the heatmaps
+    maps = peak_maps(heatmaps, config)  # checks the heatmaps
+    types, xy, scores = _peaks_of(maps, config.peak_threshold)
     pafs = np.ascontiguousarray(pafs, np.float32)
     expected = np.shape(heatmaps)[:2] + (2 * len(config.limbs),)
     if pafs.shape != expected:
@@ -363,4 +351,6 @@ def parse_poses(heatmaps: np.ndarray, pafs: np.ndarray, config: PafParserConfig 
     keep = keep[np.argsort(-(mean * parts)[keep], kind="stable")]
     slots, found = slots[keep], found[keep, :, None]
     keypoints = np.where(found, np.concatenate([xy[slots], scores[slots][:, :, None]], axis=2), 0.0)
+    if config.fill_missing:
+        keypoints = fill_missing_keypoints(keypoints, maps)
     return Poses.create(keypoints, mean[keep] * parts[keep] / NUM_KEYPOINTS)

@@ -22,7 +22,7 @@ import numpy as np
 from tfsp.cli import SuggestingParser, non_negative_int, positive_int
 from tfsp.data.keypoints import NUM_KEYPOINTS, PAF_LIMBS
 from tfsp.data.pose_fields import DEFAULT_STRIDE, render_heatmaps, render_pafs
-from tfsp.postprocess.paf import DEFAULT_MIN_PARTS, PafParserConfig, parse_poses
+from tfsp.postprocess.paf import DEFAULT_MIN_PARTS, DEFAULT_SMOOTHING_SIGMA, PafParserConfig, parse_poses
 
 DEFAULT_PEOPLE = 30
 DEFAULT_MAP_SIZE = 46  # 368 px input at stride 8, OpenPose's training size
@@ -192,6 +192,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS, help="timed calls")
     parser.add_argument("--warmup", type=non_negative_int, default=DEFAULT_WARMUP, help="untimed calls first")
     parser.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED, help="scene seed")
+    parser.add_argument("--smoothing-sigma", type=float, default=DEFAULT_SMOOTHING_SIGMA,
+                        help=f"parser heatmap smoothing, cells (default {DEFAULT_SMOOTHING_SIGMA}; trained pose "
+                             f"models use 0.75)")
+    parser.add_argument("--fill-missing", action="store_true",
+                        help="also fill absent keypoints, as the parser of trained pose models does")
     return parser
 
 
@@ -204,12 +209,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}; try fewer --people or a larger --map-size", file=sys.stderr)
         return 2
     heatmaps, pafs = render_heatmaps(people, args.map_size), render_pafs(people, args.map_size)
-    config = PafParserConfig()
+    try:
+        config = PafParserConfig(smoothing_sigma=args.smoothing_sigma, fill_missing=args.fill_missing)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     found = len(parse_poses(heatmaps, pafs, config))
     times = measure(heatmaps, pafs, config, args.repeats, args.warmup)
     print(f"parse_poses: median {np.median(times):.2f} ms, p90 {np.percentile(times, 90):.2f} ms "
           f"(people: {args.people} rendered, {found} parsed; {args.map_size}x{args.map_size} maps, "
-          f"{args.repeats} repeats)")
+          f"{args.repeats} repeats; smoothing {config.smoothing_sigma}, fill {config.fill_missing})")
     return 0
 
 

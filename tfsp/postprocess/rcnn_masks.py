@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from tfsp.postprocess.paf import subcell_offset
+from tfsp.postprocess.peaks import subcell_offset
 from tfsp.structures import NUM_KEYPOINTS, Detections, InstanceMasks, Poses
 
 MASK_ROIS_INPUT = "mask_rois"
