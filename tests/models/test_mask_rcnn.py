@@ -115,6 +115,21 @@ def test_stage1_outputs_are_named_and_shaped(stage1):
         assert stage1.get_layer(FPN_OUTPUT.format(level)).name == FPN_OUTPUT.format(level)
 
 
+def test_rpn_outputs_are_soft_clamped_unless_switched_off(stage1):
+    raw = mask_rcnn.build_stage1(dataclasses.replace(TINY_CONFIG, rpn_soft_clamp=False))
+    raw.set_weights(stage1.get_weights())  # the clamp has no weights: the same layers
+    assert set(raw.output) == set(stage1.output)
+    image = np.random.default_rng(0).uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32)
+    clamped, unclamped = stage1(image), raw(image)
+    for level in TINY_CONFIG.levels:
+        for name, bound in ((RPN_OBJECTNESS_OUTPUT, mask_rcnn.LOGIT_BOUND), (RPN_DELTAS_OUTPUT, mask_rcnn.DELTA_BOUND)):
+            name = name.format(level)
+            x = np.asarray(unclamped[name])
+            np.testing.assert_allclose(np.asarray(clamped[name]), bound * np.tanh(x / bound), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(clamped[FPN_OUTPUT.format(level)]),
+                                      np.asarray(unclamped[FPN_OUTPUT.format(level)]))
+
+
 @pytest.mark.parametrize("kind, name, shape", [
     ("box", BOX_ROIS_INPUT, {CLASS_LOGITS: (4,), BOX_DELTAS: (12,)}),
     ("mask", MASK_ROIS_INPUT, {MASK_LOGITS: (28, 28, 3)}),

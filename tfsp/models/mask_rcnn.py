@@ -150,10 +150,11 @@ def build_stage1(config: MaskRcnnConfig) -> keras.Model:
     for level in config.levels:
         hidden = rpn_conv(pyramid[level])
         outputs[FPN_OUTPUT.format(level)] = pyramid[level]
-        outputs[RPN_OBJECTNESS_OUTPUT.format(level)] = soft_clamp(
-            rpn_objectness(hidden), LOGIT_BOUND, RPN_OBJECTNESS_OUTPUT.format(level))
-        outputs[RPN_DELTAS_OUTPUT.format(level)] = soft_clamp(
-            rpn_deltas(hidden), DELTA_BOUND, RPN_DELTAS_OUTPUT.format(level))
+        for name, layer, bound in ((RPN_OBJECTNESS_OUTPUT, rpn_objectness, LOGIT_BOUND),
+                                   (RPN_DELTAS_OUTPUT, rpn_deltas, DELTA_BOUND)):
+            name = name.format(level)
+            outputs[name] = (soft_clamp(layer(hidden), bound, name) if config.rpn_soft_clamp
+                             else keras.layers.Identity(name=name)(layer(hidden)))
     return keras.Model(image, outputs, name="mask_rcnn_stage1")
 
 

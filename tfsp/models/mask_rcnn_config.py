@@ -75,6 +75,9 @@ class MaskRcnnConfig:
             ``2 ** max(levels)``. Stage 1 is fully convolutional and the anchors are in pixels, so
             the same weights run on the larger input (the heads take RoIs and do not change).
             None: deploy at ``input_size``.
+        rpn_soft_clamp: soft-clamp the RPN outputs in the graph (``tfsp.models.mask_rcnn.soft_clamp``)
+            so that int8 keeps a fine scale; False (float experiments only): raw outputs, whose
+            ranges can grow until full-integer int8 loses most of its AP.
     """
 
     input_size: int = 512
@@ -106,6 +109,7 @@ class MaskRcnnConfig:
     person_class_id: int | None = DEFAULT_PERSON_CLASS_ID
     keypoint_loss_weight: float = DEFAULT_KEYPOINT_LOSS_WEIGHT
     deploy_input_size: int | None = None
+    rpn_soft_clamp: bool = True
 
     def __post_init__(self) -> None:
         levels = tuple(self.levels)
