@@ -12,6 +12,7 @@ the labels (median and 90th percentile in input pixels, fraction beyond one map 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
@@ -152,14 +153,19 @@ def peak_errors(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_image
             for name, found in zip(KEYPOINT_NAMES, distances) if found}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the diagnosis CLI; returns the process exit code."""
-    parser = SuggestingParser(prog="python -m training.pose_diagnose", description=__doc__.splitlines()[0])
+def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--spec``, ``--data``, ``--split`` and ``--max-images``, as the pose tools share them."""
     parser.add_argument("--model", required=True, help="pose model: .keras or .tflite")
     parser.add_argument("--spec", default=None, help="ModelSpec JSON (default: found beside the model)")
     parser.add_argument("--data", default="data/synth", help="COCO-layout data root (default data/synth)")
     parser.add_argument("--split", default="val", help="split (default val)")
     parser.add_argument("--max-images", type=positive_int, default=None, help="first N images only")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the diagnosis CLI; returns the process exit code."""
+    parser = SuggestingParser(prog="python -m training.pose_diagnose", description=__doc__.splitlines()[0])
+    add_model_and_data_arguments(parser)
     parser.add_argument("--per-keypoint", action="store_true",
                         help="also print how far the predicted peaks lie from the labels, per keypoint type")
     parser.add_argument("--sigma-px", type=float, default=DEFAULT_SIGMA_PX,

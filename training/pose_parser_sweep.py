@@ -15,7 +15,7 @@ import itertools
 import sys
 from collections.abc import Sequence
 
-from tfsp.cli import SuggestingParser, positive_int, suggest
+from tfsp.cli import SuggestingParser, suggest
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.eval import IouType, evaluate_coco
 from tfsp.postprocess.paf import PafParserConfig, parse_poses
@@ -25,7 +25,7 @@ from tfsp.spec import ModelSpec, SpecError, Task
 from tfsp.structures import Poses
 from training.eval_tasks import keypoints_json
 from training.evaluate import find_spec
-from training.pose_diagnose import predictions
+from training.pose_diagnose import add_model_and_data_arguments, predictions
 
 EXIT_ERROR = 2
 SWEPT_TYPES = (bool, int, float)
@@ -102,11 +102,7 @@ def sweep(runner: Runner, spec: ModelSpec, dataset: CocoDataset, settings: Seque
 def main(argv: list[str] | None = None) -> int:
     """Runs the sweep CLI; returns the process exit code."""
     parser = SuggestingParser(prog="python -m training.pose_parser_sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="pose model: .keras or .tflite")
-    parser.add_argument("--spec", default=None, help="ModelSpec JSON (default: found beside the model)")
-    parser.add_argument("--data", default="data/synth", help="COCO-layout data root (default data/synth)")
-    parser.add_argument("--split", default="val", help="split (default val)")
-    parser.add_argument("--max-images", type=positive_int, default=None, help="first N images only")
+    add_model_and_data_arguments(parser)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=V1,V2",
                         help="PafParserConfig field and the values to try (repeat for a grid)")
     args = parser.parse_args(argv)

@@ -211,14 +211,9 @@ def test_pose_oracle_fields_score_high_keypoint_ap(synth_data):
 
 
 @pytest.fixture(scope="module")
-def tiny_pose_run(synth_val, tmp_path_factory):
+def tiny_pose_run(synth_val, tmp_path_factory, tiny_pose_model):
     """An untrained tiny pose graph (outputs heatmaps (8, 8, 18) and pafs (8, 8, 36)) saved as a run."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((TINY_POSE_SIZE, TINY_POSE_SIZE, 3))
-    features = keras.layers.AveragePooling2D(TINY_POSE_SIZE // TINY_POSE_MAP)(keras.layers.Rescaling(1 / 255)(inputs))
-    features = keras.layers.Conv2D(8, 1, activation="relu")(features)
-    model = keras.Model(inputs, {"heatmaps": keras.layers.Conv2D(18, 1, activation="sigmoid")(features),
-                                 "pafs": keras.layers.Conv2D(36, 1, activation="tanh")(features)})
+    model = tiny_pose_model(TINY_POSE_SIZE, TINY_POSE_MAP, 8)
     spec = pose_spec(TINY_POSE_SIZE, TINY_POSE_MAP, synth_val.class_names, synth_val.category_ids)
     run_dir = tmp_path_factory.mktemp("pose_run")
     model.save(run_dir / "model.keras")
@@ -258,8 +253,10 @@ def test_cli_on_pose_tflite(tiny_pose_run, synth_data, synth_val, capsys):
 PARITY_MAX_PX = 0.5  # the issue's bound: Keras and TFLite fp32 keypoints after the shared parser
 
 
-def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_val):
-    """Every val image: the same people, every keypoint within 0.5 px, after the shared parser.
+@pytest.mark.parametrize("trained_parser", [False, True], ids=["paper_parser", "trained_parser"])
+def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_val, trained_parser):
+    """Every val image: the same people, every keypoint within 0.5 px, after the shared parser
+    (the paper's settings, and those of trained specs: smoothing and filling absent keypoints).
 
     (int8 is checked on a trained model by its AP, see the README: on this untrained graph's random
     fields near-ties decide the parse, so a per-keypoint int8 comparison would test noise.)
@@ -269,11 +266,15 @@ def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_va
     from tfsp.runtime.preprocess import read_image_rgb
     from tfsp.runtime.tflite_runner import TFLiteRunner
 
+    from training.recipes import TRAINED_POSE_PARSER
+
     run_dir, model, spec = tiny_pose_run
-    exported = export_model(model, spec, QuantMode.FP32, run_dir / "parity", "pose_fp32")
+    if trained_parser:
+        spec = dataclasses.replace(spec, paf=TRAINED_POSE_PARSER)
+    exported = export_model(model, spec, QuantMode.FP32, run_dir / f"parity_{trained_parser}", "pose_fp32")
     keras_pipeline = PosePipeline(KerasRunner(model), spec)
     tflite_pipeline = PosePipeline(TFLiteRunner(exported.tflite_path), ModelSpec.from_json(exported.spec_path))
-    people = 0
+    people = incomplete = 0
     for record in synth_val.records:
         image = read_image_rgb(record.path)
         expected, got = keras_pipeline(image), tflite_pipeline(image)
@@ -283,7 +284,10 @@ def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_va
         np.testing.assert_array_equal(got.keypoints[..., 2] > 0, found)
         assert np.abs(got.keypoints[..., :2] - expected.keypoints[..., :2])[found].max(initial=0.0) <= PARITY_MAX_PX
         np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)
+        incomplete += int((~found).any(axis=1).sum())
     assert people > 0
+    # The sigmoid maps are positive everywhere, so filling completes every person; the paper's parser does not.
+    assert (incomplete == 0) == trained_parser, incomplete
 
 
 def test_pose_evaluation_errors(synth_val, tiny_dataset, tmp_path):
