@@ -40,7 +40,8 @@ def parse_setting(text: str) -> tuple[str, tuple]:
         ValueError: no ``=``, an unknown or unsweepable field, or a value of the wrong type.
     """
     name, equals, values = text.partition("=")
-    fields = {field.name: field.type for field in dataclasses.fields(PafParserConfig)}
+    # A field's type is its annotation: a string under postponed evaluation, else the type itself.
+    fields = {field.name: getattr(field.type, "__name__", field.type) for field in dataclasses.fields(PafParserConfig)}
     kinds = {name: kind for name, kind in fields.items() if kind in {t.__name__ for t in SWEPT_TYPES}}
     if not equals or not values:
         raise ValueError(f"--set wants FIELD=V1,V2,..., got {text!r}")
