@@ -32,7 +32,7 @@ TINY_SSD = SsdConfig(
     anchors=SsdAnchorConfig(image_size=TINY_SIZE, feature_map_sizes=(8, 4, 2), min_scale=0.15,
                             max_scale=0.9, aspect_ratios=((2.0,), (2.0,), (2.0,))))
 TINY_POSE = OpenPoseConfig(input_size=TINY_SIZE, channels=8, initial_blocks=1, num_refinement_stages=1,
-                           refinement_blocks=1)
+                           refinement_blocks=1, deploy_flip_average=True)  # as the shipped config
 
 
 @pytest.mark.slow

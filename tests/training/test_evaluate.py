@@ -253,10 +253,12 @@ def test_cli_on_pose_tflite(tiny_pose_run, synth_data, synth_val, capsys):
 PARITY_MAX_PX = 0.5  # the issue's bound: Keras and TFLite fp32 keypoints after the shared parser
 
 
-@pytest.mark.parametrize("trained_parser", [False, True], ids=["paper_parser", "trained_parser"])
-def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_val, trained_parser):
+@pytest.mark.parametrize("trained_parser, flip", [(False, False), (True, False), (True, True)],
+                         ids=["paper_parser", "trained_parser", "trained_parser_flip_averaged"])
+def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_val, trained_parser, flip):
     """Every val image: the same people, every keypoint within 0.5 px, after the shared parser
-    (the paper's settings, and those of trained specs: smoothing and filling absent keypoints).
+    (the paper's settings, and those of trained specs: smoothing and filling absent keypoints),
+    also for a flip-averaged graph (``tfsp.models.pose_flip``, what trained synthetic specs deploy).
 
     (int8 is checked on a trained model by its AP, see the README: on this untrained graph's random
     fields near-ties decide the parse, so a per-keypoint int8 comparison would test noise.)
@@ -268,10 +270,14 @@ def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_va
 
     from training.recipes import TRAINED_POSE_PARSER
 
+    from tfsp.models.pose_flip import flip_averaged
+
     run_dir, model, spec = tiny_pose_run
     if trained_parser:
         spec = dataclasses.replace(spec, paf=TRAINED_POSE_PARSER)
-    exported = export_model(model, spec, QuantMode.FP32, run_dir / f"parity_{trained_parser}", "pose_fp32")
+    if flip:
+        model = flip_averaged(model)
+    exported = export_model(model, spec, QuantMode.FP32, run_dir / f"parity_{trained_parser}_{flip}", "pose_fp32")
     keras_pipeline = PosePipeline(KerasRunner(model), spec)
     tflite_pipeline = PosePipeline(TFLiteRunner(exported.tflite_path), ModelSpec.from_json(exported.spec_path))
     people = incomplete = 0

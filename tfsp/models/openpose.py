@@ -28,6 +28,7 @@ from tfsp.data.keypoints import NUM_KEYPOINTS, NUM_PAF_LIMBS
 from tfsp.data.pose_fields import DEFAULT_LIMB_WIDTH_PX
 from tfsp.models.backbones import DEFAULT_BN_MOMENTUM, mobilenet_v2_features, normalise_image
 from tfsp.models.deploy_size import rebuilt_at
+from tfsp.models.pose_flip import flip_averaged
 from tfsp.postprocess.paf import HEATMAPS, PAFS
 from tfsp.spec import INPUT_NAME
 
@@ -74,6 +75,8 @@ class OpenPoseConfig:
             exported) when it differs from the training ``input_size``; a multiple of 32, the same
             weights (the network is fully convolutional), maps of ``deploy_input_size / 8`` cells.
             None: deploy at ``input_size``.
+        deploy_flip_average: the deployed graph averages its maps over the image and its mirror
+            image (``tfsp.models.pose_flip``; twice the inference time). Training is unchanged.
     """
 
     input_size: int = 256
@@ -89,6 +92,7 @@ class OpenPoseConfig:
     foreground_loss_weight: float = SYNTH_FOREGROUND_LOSS_WEIGHT
     heatmap_loss_weight: float = SYNTH_HEATMAP_LOSS_WEIGHT
     deploy_input_size: int | None = None
+    deploy_flip_average: bool = False
 
     def __post_init__(self) -> None:
         for name in ("input_size", "deploy_input_size"):
@@ -114,9 +118,9 @@ class OpenPoseConfig:
         return 1 + self.num_refinement_stages
 
 
-OPENPOSE_SYNTH_CONFIG = OpenPoseConfig(deploy_input_size=SYNTH_DEPLOY_INPUT_SIZE)
+OPENPOSE_SYNTH_CONFIG = OpenPoseConfig(deploy_input_size=SYNTH_DEPLOY_INPUT_SIZE, deploy_flip_average=True)
 """Default for the embedded synthetic data: 256 px input (the images' own size), 32 x 32 maps, 3 stages,
-deployed at 320 px (40 x 40 maps)."""
+deployed at 320 px (40 x 40 maps) and flip-averaged (README, pose: +0.03 val keypoint AP, twice the inference time)."""
 
 
 def stage_output_names(stage: int, num_stages: int) -> tuple[str, str]:
@@ -226,7 +230,7 @@ def deployed_openpose_config(config: OpenPoseConfig) -> OpenPoseConfig:
 
 
 def deploy_openpose_at(model: keras.Model, config: OpenPoseConfig) -> keras.Model:
-    """:func:`deploy_openpose` at ``config.deploy_input_size``.
+    """:func:`deploy_openpose` at ``config.deploy_input_size``, flip-averaged if ``config.deploy_flip_average``.
 
     Args:
         model: a model from ``build_openpose(config)`` (trained).
@@ -234,8 +238,10 @@ def deploy_openpose_at(model: keras.Model, config: OpenPoseConfig) -> keras.Mode
 
     Returns:
         ``deploy_openpose(model)`` when the deploy size is the training size; else the last-stage
-        graph of ``build_openpose(deployed_openpose_config(config))`` holding a copy of the weights.
+        graph of ``build_openpose(deployed_openpose_config(config))`` holding a copy of the weights;
+        either wrapped by ``tfsp.models.pose_flip.flip_averaged`` when ``config.deploy_flip_average``.
     """
     deployed = deployed_openpose_config(config)
-    return rebuilt_at(deploy_openpose(model), config.input_size, deployed.input_size,
-                      lambda: deploy_openpose(build_openpose(deployed)))
+    graph = rebuilt_at(deploy_openpose(model), config.input_size, deployed.input_size,
+                       lambda: deploy_openpose(build_openpose(deployed)))
+    return flip_averaged(graph) if config.deploy_flip_average else graph
