@@ -11,20 +11,6 @@ from ai_edge_litert.interpreter import Interpreter
 from tfsp.models import openpose
 from tfsp.postprocess.paf import HEATMAPS, PAFS
 
-TINY_CONFIG = openpose.OpenPoseConfig(input_size=64, alpha=0.35, channels=8, initial_blocks=1,
-                                      num_refinement_stages=1, refinement_blocks=1)
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    keras.utils.set_random_seed(0)
-    return openpose.build_openpose(TINY_CONFIG)
-
-
-def _images(batch, size, seed=0):
-    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
-
-
 def test_synth_config_outputs_every_stage_at_stride_8():
     config = openpose.OPENPOSE_SYNTH_CONFIG
     model = openpose.build_openpose(config)
@@ -42,27 +28,27 @@ def test_stage_names_put_plain_names_on_the_last_stage():
     assert openpose.stage_output_names(0, 3) == ("stage0_heatmaps", "stage0_pafs")
 
 
-def test_deploy_model_keeps_the_last_stage_with_shared_weights(tiny_model):
-    deployed = openpose.deploy_openpose(tiny_model)
+def test_deploy_model_keeps_the_last_stage_with_shared_weights(tiny_openpose_model, random_images):
+    deployed = openpose.deploy_openpose(tiny_openpose_model)
     assert set(deployed.output) == {HEATMAPS, PAFS}
-    images = _images(2, 64)
-    full, last = tiny_model(images, training=False), deployed(images, training=False)
+    images = random_images(2, 64)
+    full, last = tiny_openpose_model(images, training=False), deployed(images, training=False)
     for name in (HEATMAPS, PAFS):
         np.testing.assert_array_equal(full[name].numpy(), last[name].numpy())
     assert openpose.deploy_openpose(deployed).output.keys() == deployed.output.keys()  # idempotent
 
 
-def test_refinement_stages_read_the_previous_stage(tiny_model):
-    concat = tiny_model.get_layer("stage1_concat")
+def test_refinement_stages_read_the_previous_stage(tiny_openpose_model):
+    concat = tiny_openpose_model.get_layer("stage1_concat")
     producers = {tensor._keras_history.operation.name for tensor in concat.input}
     assert {"stage0_heatmaps", "stage0_pafs"} < producers
 
 
-def test_deploy_model_saves_and_converts_to_builtin_tflite(tiny_model, tmp_path):
-    deployed = openpose.deploy_openpose(tiny_model)
+def test_deploy_model_saves_and_converts_to_builtin_tflite(tiny_openpose_model, tmp_path, random_images):
+    deployed = openpose.deploy_openpose(tiny_openpose_model)
     deployed.save(tmp_path / "pose.keras")
     loaded = keras.models.load_model(tmp_path / "pose.keras", compile=False)
-    image = _images(1, 64, seed=1)
+    image = random_images(1, 64, seed=1)
     expected = deployed(image, training=False)
     np.testing.assert_array_equal(loaded(image, training=False)[PAFS].numpy(), expected[PAFS].numpy())
     loaded.export(str(tmp_path / "saved_model"), format="tf_saved_model", verbose=False)
@@ -74,29 +60,32 @@ def test_deploy_model_saves_and_converts_to_builtin_tflite(tiny_model, tmp_path)
         np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-4, rtol=1e-4)
 
 
-def test_config_validation():
+def test_config_validation(tiny_openpose_config):
     with pytest.raises(ValueError, match="multiple of 32"):
-        dataclasses.replace(TINY_CONFIG, input_size=72)
+        dataclasses.replace(tiny_openpose_config, input_size=72)
     with pytest.raises(ValueError, match="channels"):
-        dataclasses.replace(TINY_CONFIG, channels=0)
+        dataclasses.replace(tiny_openpose_config, channels=0)
     with pytest.raises(ValueError, match="num_refinement_stages"):
-        dataclasses.replace(TINY_CONFIG, num_refinement_stages=-1)
+        dataclasses.replace(tiny_openpose_config, num_refinement_stages=-1)
     with pytest.raises(ValueError, match="heatmap_loss_weight"):
-        dataclasses.replace(TINY_CONFIG, heatmap_loss_weight=0.0)
+        dataclasses.replace(tiny_openpose_config, heatmap_loss_weight=0.0)
 
 
-def test_deploy_at_another_size_copies_the_last_stage_weights(tiny_model):
-    config = dataclasses.replace(TINY_CONFIG, deploy_input_size=96)
-    deployed = openpose.deploy_openpose_at(tiny_model, config)
-    last = openpose.deploy_openpose(tiny_model)
+def test_deploy_at_another_size_copies_the_last_stage_weights(tiny_openpose_model, tiny_openpose_config,
+                                                             random_images):
+    config = dataclasses.replace(tiny_openpose_config, deploy_input_size=96)
+    deployed = openpose.deploy_openpose_at(tiny_openpose_model, config)
+    last = openpose.deploy_openpose(tiny_openpose_model)
     assert deployed.input_shape == (None, 96, 96, 3)
     assert {name: tuple(t.shape) for name, t in deployed.output.items()} == {
         HEATMAPS: (None, 12, 12, openpose.NUM_HEATMAP_CHANNELS), PAFS: (None, 12, 12, openpose.NUM_PAF_CHANNELS)}
     assert all(np.array_equal(a, b) for a, b in zip(deployed.get_weights(), last.get_weights()))
     assert openpose.deployed_openpose_config(config).map_size == 12
-    same = openpose.deploy_openpose_at(tiny_model, TINY_CONFIG)  # no deploy size: the shared last stage
-    images = _images(1, 64)
-    np.testing.assert_array_equal(same(images, training=False)[PAFS].numpy(), last(images, training=False)[PAFS].numpy())
+    # no deploy size: the shared last stage
+    same = openpose.deploy_openpose_at(tiny_openpose_model, tiny_openpose_config)
+    images = random_images(1, 64)
+    np.testing.assert_array_equal(same(images, training=False)[PAFS].numpy(),
+                                  last(images, training=False)[PAFS].numpy())
     assert openpose.OPENPOSE_SYNTH_CONFIG.deploy_input_size == 320
     with pytest.raises(ValueError, match="deploy_input_size must be a positive multiple of 32, got 100"):
-        dataclasses.replace(TINY_CONFIG, deploy_input_size=100)
+        dataclasses.replace(tiny_openpose_config, deploy_input_size=100)

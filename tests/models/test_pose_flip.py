@@ -14,20 +14,13 @@ from tfsp.models import openpose, pose_flip
 from tfsp.postprocess.paf import HEATMAPS, PAFS
 from tfsp.spec import QuantMode
 
-TINY_CONFIG = openpose.OpenPoseConfig(input_size=64, alpha=0.35, channels=8, initial_blocks=1,
-                                      num_refinement_stages=1, refinement_blocks=1)
 MAP_SIZE, STRIDE = 12, 8
 MAX_ERROR = 1e-5
 
 
 @pytest.fixture(scope="module")
-def tiny_deployed():
-    keras.utils.set_random_seed(0)
-    return openpose.deploy_openpose(openpose.build_openpose(TINY_CONFIG))
-
-
-def _images(batch, size, seed=0):
-    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+def tiny_deployed(tiny_openpose_model):
+    return openpose.deploy_openpose(tiny_openpose_model)
 
 
 def _people(seed=0, count=3):
@@ -64,31 +57,31 @@ def test_paf_flip_channels_turn_limbs_held_the_other_way():
         pose_flip.paf_flip_channels(((5, 7),))
 
 
-def test_flip_averaged_graph_is_the_mean_of_both_views_and_flip_consistent(tiny_deployed):
+def test_flip_averaged_graph_is_the_mean_of_both_views_and_flip_consistent(tiny_deployed, random_images):
     averaged = pose_flip.flip_averaged(tiny_deployed)
     assert averaged.input_shape == tiny_deployed.input_shape
     assert {name: tuple(t.shape) for name, t in averaged.output.items()} == {
         name: tuple(t.shape) for name, t in tiny_deployed.output.items()}
-    images = _images(2, 64)
+    images = random_images(2, 64)
     mirror_images = images[:, :, ::-1].copy()
     plain = {k: v.numpy() for k, v in tiny_deployed(images, training=False).items()}
     seen_mirrored = {k: v.numpy() for k, v in tiny_deployed(mirror_images, training=False).items()}
     got = {k: v.numpy() for k, v in averaged(images, training=False).items()}
-    np.testing.assert_allclose(got[HEATMAPS], (plain[HEATMAPS] + pose_flip.mirror_heatmaps(seen_mirrored[HEATMAPS])) / 2,
-                               atol=MAX_ERROR)
-    np.testing.assert_allclose(got[PAFS], (plain[PAFS] + pose_flip.mirror_pafs(seen_mirrored[PAFS])) / 2, atol=MAX_ERROR)
+    mean_heatmaps = (plain[HEATMAPS] + pose_flip.mirror_heatmaps(seen_mirrored[HEATMAPS])) / 2
+    np.testing.assert_allclose(got[HEATMAPS], mean_heatmaps, atol=MAX_ERROR)
+    mean_pafs = (plain[PAFS] + pose_flip.mirror_pafs(seen_mirrored[PAFS])) / 2
+    np.testing.assert_allclose(got[PAFS], mean_pafs, atol=MAX_ERROR)
     on_mirror = {k: v.numpy() for k, v in averaged(mirror_images, training=False).items()}
     np.testing.assert_allclose(on_mirror[HEATMAPS], pose_flip.mirror_heatmaps(got[HEATMAPS]), atol=MAX_ERROR)
     np.testing.assert_allclose(on_mirror[PAFS], pose_flip.mirror_pafs(got[PAFS]), atol=MAX_ERROR)
 
 
-def test_deploy_config_wraps_and_the_graph_saves_and_converts_with_builtin_ops(tmp_path):
-    keras.utils.set_random_seed(1)
-    model = openpose.build_openpose(TINY_CONFIG)
-    config = dataclasses.replace(TINY_CONFIG, deploy_input_size=96, deploy_flip_average=True)
-    averaged = openpose.deploy_openpose_at(model, config)
-    plain = openpose.deploy_openpose_at(model, dataclasses.replace(config, deploy_flip_average=False))
-    image = _images(1, 96, seed=1)
+def test_deploy_config_wraps_and_the_graph_saves_and_converts_with_builtin_ops(
+        tiny_openpose_model, tiny_openpose_config, random_images, tmp_path):
+    config = dataclasses.replace(tiny_openpose_config, deploy_input_size=96, deploy_flip_average=True)
+    averaged = openpose.deploy_openpose_at(tiny_openpose_model, config)
+    plain = openpose.deploy_openpose_at(tiny_openpose_model, dataclasses.replace(config, deploy_flip_average=False))
+    image = random_images(1, 96, seed=1)
     assert not np.allclose(averaged(image)[HEATMAPS].numpy(), plain(image)[HEATMAPS].numpy())
     averaged.save(tmp_path / "pose.keras")
     loaded = keras.models.load_model(tmp_path / "pose.keras", compile=False)  # no custom objects
@@ -98,7 +91,9 @@ def test_deploy_config_wraps_and_the_graph_saves_and_converts_with_builtin_ops(t
     assert set(got) == {HEATMAPS, PAFS}
     for name in got:
         np.testing.assert_allclose(got[name], expected[name], atol=1e-4, rtol=1e-4)
-    int8 = convert_model(loaded, QuantMode.INT8, calibration=_images(4, 96, seed=2))  # builtin ops only, or raises
+    # builtin ops only, or convert_model raises
+    int8 = convert_model(loaded, QuantMode.INT8, calibration=random_images(4, 96, seed=2))
     runner = Interpreter(model_content=int8).get_signature_runner()
     outputs = runner(image=image.astype(np.uint8))
-    assert {name: value.shape for name, value in outputs.items()} == {name: value.shape for name, value in expected.items()}
+    assert {name: value.shape for name, value in outputs.items()} == {
+        name: value.shape for name, value in expected.items()}

@@ -264,13 +264,12 @@ def test_pose_keras_and_tflite_fp32_give_the_same_people(tiny_pose_run, synth_va
     fields near-ties decide the parse, so a per-keypoint int8 comparison would test noise.)
     """
     from export.convert import export_model
+    from tfsp.models.pose_flip import flip_averaged
     from tfsp.runtime.pose import PosePipeline
     from tfsp.runtime.preprocess import read_image_rgb
     from tfsp.runtime.tflite_runner import TFLiteRunner
 
     from training.recipes import TRAINED_POSE_PARSER
-
-    from tfsp.models.pose_flip import flip_averaged
 
     run_dir, model, spec = tiny_pose_run
     if trained_parser:
