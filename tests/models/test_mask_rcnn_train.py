@@ -9,7 +9,9 @@ import tensorflow as tf
 
 from tfsp.data.rcnn_train_targets import make_rcnn_target_fn, rcnn_fit_targets
 from tfsp.models.mask_rcnn import MASK_RCNN_SYNTH_CONFIG, MaskRcnnConfig
-from tfsp.models.mask_rcnn_train import LOSS_NAMES, MaskRcnnTrainModel
+from tfsp.models.mask_rcnn_train import LOSS_NAMES, MaskRcnnTrainModel, person_rows_first
+from tfsp.postprocess.rcnn import RPN_DELTAS_OUTPUT, RPN_OBJECTNESS_OUTPUT
+from tfsp.data.rcnn_proposals_tf import proposals_tf
 
 SIZE, MASK_SIZE, INSTANCES, BATCH = 64, 32, 4, 2
 TINY = MaskRcnnConfig(
@@ -118,11 +120,14 @@ def test_deploy_graphs_save_as_plain_keras_files(trained, batch, tmp_path):
 
 def test_config_validates_training_fields():
     for bad in ({"roi_fg_fraction": 0.0}, {"rpn_positive_fraction": 1.5}, {"roi_batch_size": 0},
-                {"person_class_id": 3}, {"keypoint_loss_weight": -1.0}, {"train_post_nms_top_k": 0}):
+                {"person_class_id": 3}, {"keypoint_loss_weight": -1.0}, {"train_post_nms_top_k": 0},
+                {"keypoint_rois_per_image": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             dataclasses.replace(TINY, **bad)
     assert dataclasses.replace(TINY, person_class_id=None).person_class_id is None
     assert TINY.roi_fg_rows == 8 and MaskRcnnConfig().roi_batch_size == 512
+    assert TINY.keypoint_rows == 8 and dataclasses.replace(TINY, keypoint_rois_per_image=3).keypoint_rows == 3
+    assert dataclasses.replace(TINY, keypoint_rois_per_image=99).keypoint_rows == 8
     assert MASK_RCNN_SYNTH_CONFIG.anchor_sizes_px == (16.0, 32.0, 64.0, 128.0, 256.0)
     config = MaskRcnnTrainModel(TINY).get_config()["config"]
     assert MaskRcnnTrainModel.from_config({"config": config}).model_config == TINY
@@ -136,3 +141,40 @@ def test_without_person_class_the_keypoint_head_is_left_out(batch):
     assert float(logs["keypoint_loss"]) == 0.0 and np.isfinite(float(logs["loss"]))
     for value, variable in zip(before, model.keypoint_head.trainable_variables):
         np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_person_rows_first_keeps_the_order_within_each_group():
+    matched = tf.constant([-1, 2, 0, 1, -1, 2])
+    is_person = tf.constant([False, True, True])
+    assert person_rows_first(matched, is_person, 4).numpy().tolist() == [1, 3, 5, 0]
+    assert person_rows_first(matched, is_person, 10).numpy().tolist() == [1, 3, 5, 0, 2, 4]
+    assert person_rows_first(tf.constant([-1, -1]), tf.zeros([0], tf.bool), 1).numpy().tolist() == [0]
+
+
+def _person_fg_rows(model: MaskRcnnTrainModel, batch: dict, seed: tf.Tensor) -> int:
+    """Foreground rows of the batch matched to a person (class 0), from the model's own sampling."""
+    config = model.model_config
+    outputs = model.stage1(batch["image"], training=False)
+    proposals, valid = proposals_tf([outputs[RPN_OBJECTNESS_OUTPUT.format(level)] for level in config.levels],
+                                    [outputs[RPN_DELTAS_OUTPUT.format(level)] for level in config.levels],
+                                    model._anchors, model._proposal_config, config.input_size)
+    classes = model._sample(proposals, valid, batch, seed)["roi_classes"][:, :config.roi_fg_rows]
+    return int(tf.reduce_sum(tf.cast(classes == config.person_class_id + 1, tf.int32)))
+
+
+def test_keypoint_rows_cut_compute_not_the_keypoint_loss(batch):
+    """With room for every person row the keypoint loss is the one over all foreground rows."""
+    keras.utils.set_random_seed(0)
+    model = MaskRcnnTrainModel(TINY)
+    seed = tf.constant(3)
+    x = keras.utils.unpack_x_y_sample_weight(batch)[0]
+    full = model.compute_losses(x, seed, training=False)
+    persons = _person_fg_rows(model, x, seed)
+    rows_per_image = -(-persons // BATCH)
+    assert 1 <= rows_per_image < TINY.roi_fg_rows  # the cut below drops rows that carry no keypoint loss
+    model.model_config = dataclasses.replace(TINY, keypoint_rois_per_image=rows_per_image)
+    cut = model.compute_losses(x, seed, training=False)
+    assert float(full["keypoint_loss"]) > 0.0
+    np.testing.assert_allclose(float(cut["keypoint_loss"]), float(full["keypoint_loss"]), rtol=1e-6)
+    for name in LOSS_NAMES:
+        np.testing.assert_allclose(float(cut[name]), float(full[name]), rtol=1e-6, err_msg=name)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tfsp.models.mask_rcnn_config import MASK_RCNN_SYNTH_CONFIG
 from tfsp.models.ssd import SSD_SYNTH_CONFIG
 from tfsp.runtime.preprocess import ResizeMode
 from training.config import (
@@ -123,3 +124,10 @@ def test_shipped_dense_and_attribute_configs_are_full_dumps_of_their_section(nam
     assert config.model is kind and plain == config_to_dict(config)
     assert set(plain) & {"ssd", "openpose", "dense", "attributes"} == {section}
     assert config.out_dir == f"runs/{section}"
+
+
+def test_shipped_mask_rcnn_config_is_a_full_dump_of_the_synthetic_default():
+    path = SHIPPED_CONFIG.parent / "mask_rcnn_synth.yaml"
+    config = load_config(path)
+    assert config.model is ModelKind.MASK_RCNN and config.mask_rcnn == MASK_RCNN_SYNTH_CONFIG
+    assert yaml.safe_load(path.read_text()) == config_to_dict(config)

@@ -66,6 +66,9 @@ def _roi_align_flat(table: tf.Tensor, base: tf.Tensor, height: tf.Tensor, width:
                     output_size: int, sampling_ratio: int) -> tf.Tensor:
     """RoIAlign where box (b, n) reads the row-major (height, width) map at ``table[base:]``.
 
+    All ``(s r)^2`` samples of a box, 4 corners each, are read with one gather and reduced with one
+    weighted sum (one einsum), so the graph's size and the backward scatter do not grow with ``r``.
+
     Args:
         table: (P, C) float32 flattened feature maps.
         base: (B, N) int32 first row of each box's map in ``table``.
@@ -78,24 +81,25 @@ def _roi_align_flat(table: tf.Tensor, base: tf.Tensor, height: tf.Tensor, width:
         (B, N, s, s, C) float32.
     """
     boxes = tf.stop_gradient(boxes)
-    height_f, width_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    base, width = base[..., None, None], width[..., None, None]
+    s, r = output_size, sampling_ratio
+    # Sample m = i r + k of an axis sits at start + (m + 0.5) * extent / (s r): bin i, sample k.
+    rows = _sample_axis(boxes[..., 1], boxes[..., 3], s * r, 0.5, tf.cast(height, tf.float32))
+    cols = _sample_axis(boxes[..., 0], boxes[..., 2], s * r, 0.5, tf.cast(width, tf.float32))
 
-    def read(rows: tf.Tensor, cols: tf.Tensor) -> tf.Tensor:
-        return tf.gather(table, base + rows[..., :, None] * width + cols[..., None, :])
+    def corners(lo: tf.Tensor, hi: tf.Tensor) -> tf.Tensor:  # (B, N, s r) x 2 -> (B, N, s, r, 2)
+        stacked = tf.stack([lo, hi], axis=-1)
+        return tf.reshape(stacked, tf.concat([tf.shape(stacked)[:2], [s, r, 2]], axis=0))
 
-    total = None
-    for ky in range(sampling_ratio):
-        rows = _sample_axis(boxes[..., 1], boxes[..., 3], output_size, (ky + 0.5) / sampling_ratio, height_f)
-        weight_top, weight_bottom = rows[2][..., :, None, None], rows[3][..., :, None, None]
-        for kx in range(sampling_ratio):
-            cols = _sample_axis(boxes[..., 0], boxes[..., 2], output_size, (kx + 0.5) / sampling_ratio, width_f)
-            weight_left, weight_right = cols[2][..., None, :, None], cols[3][..., None, :, None]
-            top = read(rows[0], cols[0]) * weight_left + read(rows[0], cols[1]) * weight_right
-            bottom = read(rows[1], cols[0]) * weight_left + read(rows[1], cols[1]) * weight_right
-            value = top * weight_top + bottom * weight_bottom
-            total = value if total is None else total + value
-    return total / float(sampling_ratio * sampling_ratio)
+    row_index, row_weight = corners(rows[0], rows[1]), corners(rows[2], rows[3])
+    col_index, col_weight = corners(cols[0], cols[1]), corners(cols[2], cols[3])
+    # (B, N, s_y, s_x, r_y, 2_y, r_x, 2_x): row terms broadcast over x, column terms over y.
+    index = (base[:, :, None, None, None, None, None, None]
+             + row_index[:, :, :, None, :, :, None, None] * width[:, :, None, None, None, None, None, None]
+             + col_index[:, :, None, :, None, None, :, :])
+    weight = row_weight[:, :, :, None, :, :, None, None] * col_weight[:, :, None, :, None, None, :, :]
+    flat_shape = tf.concat([tf.shape(index)[:4], [4 * r * r]], axis=0)
+    values = tf.gather(table, tf.reshape(index, flat_shape))  # (B, N, s, s, 4 r^2, C)
+    return tf.reduce_sum(values * tf.reshape(weight, flat_shape)[..., None], axis=-2) / float(r * r)
 
 
 def _check_features(features: tf.Tensor, name: str) -> None:

@@ -11,8 +11,9 @@
    :func:`tfsp.data.rcnn_targets.sample_rois` (``roi_batch_size`` rows, foreground first);
 3. :func:`tfsp.data.roi_align_tf.multilevel_roi_align_tf` (differentiable w.r.t. the FPN maps,
    TFLite-free) -> box head -> classification and regression losses;
-4. the first ``config.roi_fg_rows`` rows of each image (every foreground RoI) -> mask head and
-   keypoint head, with :func:`~tfsp.data.rcnn_head_targets.mask_targets` and
+4. the first ``config.roi_fg_rows`` rows of each image (every foreground RoI) -> mask head with
+   :func:`~tfsp.data.rcnn_head_targets.mask_targets`; ``batch * config.keypoint_rows`` of them, those
+   matched to a person first (:func:`person_rows_first`) -> keypoint head with
    :func:`~tfsp.data.rcnn_head_targets.keypoint_targets` (persons: ``config.person_class_id``).
 
 RoI sampling seeds are ``(optimizer.iterations, image index)``: reproducible, new every step.
@@ -58,6 +59,23 @@ _SAMPLE_SIGNATURE = {
     "matched_gt": tf.TensorSpec([None], tf.int32),
     "roi_weights": tf.TensorSpec([None], tf.float32),
 }
+
+
+def person_rows_first(matched_gt: tf.Tensor, gt_is_person: tf.Tensor, count: tf.Tensor | int) -> tf.Tensor:
+    """Picks ``count`` RoI rows, those matched to a person first, each group in its original order.
+
+    Args:
+        matched_gt: (N,) int32 ground-truth row of each RoI, -1 when unmatched.
+        gt_is_person: (M,) bool per ground-truth row.
+        count: rows to pick; at most N are picked.
+
+    Returns:
+        (min(count, N),) int32 row indices into ``matched_gt``.
+    """
+    person = tf.concat([tf.cast(gt_is_person, tf.bool), [False]], axis=0)
+    rows_person = tf.gather(person, tf.where(matched_gt >= 0, matched_gt, tf.shape(gt_is_person)[0]))
+    picked = tf.minimum(tf.cast(count, tf.int32), tf.shape(matched_gt)[0])
+    return tf.math.top_k(tf.cast(rows_person, tf.int32), k=picked).indices  # ties keep the lower index first
 
 
 @keras.saving.register_keras_serializable(package="tfsp")
@@ -178,12 +196,14 @@ class MaskRcnnTrainModel(keras.Model):
             return result
         is_person = tf.reshape(tf.cast(x["class_ids"], tf.int32) == cfg.person_class_id, [-1])
         keypoints = tf.reshape(x["keypoints"], [-1, cfg.num_keypoints, 3])
-        indices, labelled = keypoint_targets(keypoints, flat_rois, matched, cfg.heatmap_size, gt_is_person=is_person)
+        rows = person_rows_first(matched, is_person, batch * cfg.keypoint_rows)
+        indices, labelled = keypoint_targets(keypoints, tf.gather(flat_rois, rows), tf.gather(matched, rows),
+                                             cfg.heatmap_size, gt_is_person=is_person)
         size = cfg.keypoint_roi_size
         keypoint_features = (mask_features if size == cfg.mask_roi_size  # same RoIs: cut once
                              else multilevel_roi_align_tf(fpn, fg_rois, cfg.levels, size, DEFAULT_SAMPLING_RATIO))
-        keypoint_logits = self.keypoint_head(tf.reshape(keypoint_features, [batch * fg, size, size, -1]),
-                                             training=training)[KEYPOINT_LOGITS]
+        keypoint_features = tf.gather(tf.reshape(keypoint_features, [batch * fg, size, size, -1]), rows)
+        keypoint_logits = self.keypoint_head(keypoint_features, training=training)[KEYPOINT_LOGITS]
         result["keypoint_loss"] = losses.keypoint_loss(keypoint_logits, indices, labelled)
         return result
 
