@@ -25,6 +25,7 @@ import keras
 
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.fileio import write_text_atomic
+from tfsp.models.fused_batch_norm import fuse_batch_norm
 from tfsp.data.pipeline import PipelineConfig, make_dataset
 from tfsp.runtime.graph_chain import GraphChain, head_path
 from tfsp.runtime.keras_runner import KerasRunner
@@ -225,6 +226,7 @@ def train(
     save_config(config, run_dir / CONFIG_FILENAME)
     spec.to_json(run_dir / SPEC_FILENAME)
     model, state = build_or_resume(config, run_dir, resume)
+    fuse_batch_norm(model)  # training speed only: the saved model keeps plain BatchNormalization layers
 
     def evaluate(current: keras.Model) -> EvalResult:
         with averaged_weights(current):
