@@ -158,11 +158,16 @@ def build_or_resume(config: TrainConfig, run_dir: Path, resume: bool) -> tuple[k
     elif state is not None:
         print(f"{run_dir} has a checkpoint after epoch {state.epoch}; starting over "
               "(pass --resume to continue it)", flush=True)
+    return build_compiled(config), RunState()
+
+
+def build_compiled(config: TrainConfig) -> keras.Model:
+    """A fresh model of ``config`` (seeded), compiled with its optimizer and losses."""
     recipe = RECIPES[config.model]
     keras.utils.set_random_seed(config.seed)
     model = recipe.build_model(config)
     model.compile(optimizer=make_optimizer(config), loss=recipe.losses(config), run_eagerly=config.run_eagerly)
-    return model, RunState()
+    return model
 
 
 def deployed_runner(config: TrainConfig, model: keras.Model) -> Runner:
