@@ -249,7 +249,8 @@ def test_all_targets_run_in_tf_function_with_unknown_sizes():
     assert labels.shape == (len(anchors),) and deltas.shape == (len(anchors), 4)
     assert mask.shape == (16, 28, 28) and indices.shape == (16, 17) and valid.numpy().any()
     fg = rois["matched_gt"].numpy() >= 0
-    assert fg.any() and np.all(mask.numpy()[fg].max(axis=(1, 2)) == 1) and np.all(mask.numpy()[~fg] == 0)
+    assert fg.any() and np.all(mask.numpy()[~fg] == 0)
+    np.testing.assert_allclose(mask.numpy()[fg].max(axis=(1, 2)), 1.0, rtol=1e-6)  # sample weights sum to 1 (rounding)
     empty = targets(anchors, np.zeros((0, 4), np.float32), tf.zeros([0], tf.int32), tf.zeros([0], tf.bool),
                     np.zeros((0, 16, 16), np.float32), np.zeros((0, 17, 3), np.float32), SEED)
     assert np.sum(empty[0].numpy() == 0) == 256 and not empty[4][1].numpy().any()
