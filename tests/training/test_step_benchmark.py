@@ -19,16 +19,19 @@ def _config_file(synth_data, tmp_path):
     return path
 
 
-def test_time_steps_measures_both_variants(synth_data, tmp_path):
+def test_times_both_variants_and_rejects_bad_input(synth_data, tmp_path, capsys):
+    """One timing (two traced train steps are most of this test's time), then the CLI's error paths."""
     times = time_steps(_config_file(synth_data, tmp_path), rounds=1, steps=1, show_progress=False)
     assert isinstance(times, StepTimes) and times.plain_s > 0.0 and times.fused_s > 0.0
     assert times.ratio == times.fused_s / times.plain_s
     assert not (tmp_path / "run").exists()  # nothing written
-
-
-def test_cli_prints_the_ratio_and_rejects_bad_input(synth_data, tmp_path, capsys):
-    assert main(["--config", str(_config_file(synth_data, tmp_path)), "--rounds", "1", "--steps", "1"]) == 0
-    assert "ratio" in capsys.readouterr().out
     assert main(["--config", str(tmp_path / "missing.yaml"), "--rounds", "1"]) == 2
     assert "missing.yaml" in capsys.readouterr().err
     assert main(["--config", "x.yaml", "--steps", "0"]) == 2
+
+
+def test_cli_prints_both_times_and_the_ratio(monkeypatch, capsys):
+    monkeypatch.setattr("training.step_benchmark.time_steps", lambda path, rounds, steps: StepTimes(0.4, 0.3))
+    assert main(["--config", "any.yaml", "--rounds", "2", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "0.400 s/step" in out and "0.300 s/step" in out and "ratio 0.75x" in out and "2 rounds of 3 steps" in out

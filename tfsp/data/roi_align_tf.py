@@ -3,8 +3,8 @@
 Same convention as the numpy version used at inference (read its module docstring): aligned
 half-pixel sampling, ``r x r`` bilinear samples per bin averaged, samples over half a pixel
 outside the map contribute 0, nearer ones replicate the edge cell; FPN levels by float32 area
-thresholds. The float32 arithmetic is done in the same order; a parity test holds the two within
-:data:`TF_PARITY_ATOL`.
+thresholds. Sample positions and weights follow the numpy code (the sums run in another order); a
+parity test holds the two within :data:`TF_PARITY_ATOL`.
 
 Samples are read with ``tf.gather`` on the flattened maps, not ``tf.image.crop_and_resize``
 (align-corners coordinates, no zero-beyond rule): the result is differentiable w.r.t. the
@@ -67,7 +67,7 @@ def _roi_align_flat(table: tf.Tensor, base: tf.Tensor, height: tf.Tensor, width:
     """RoIAlign where box (b, n) reads the row-major (height, width) map at ``table[base:]``.
 
     All ``(s r)^2`` samples of a box, 4 corners each, are read with one gather and reduced with one
-    weighted sum (one einsum), so the graph's size and the backward scatter do not grow with ``r``.
+    weighted sum, so the graph's size does not grow with ``r`` (one gather and one scatter-add backward).
 
     Args:
         table: (P, C) float32 flattened feature maps.
