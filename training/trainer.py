@@ -24,9 +24,9 @@ from typing import Any
 import keras
 
 from tfsp.data.coco import CocoDataset, load_split
+from tfsp.data.pipeline import PipelineConfig, make_dataset
 from tfsp.fileio import write_text_atomic
 from tfsp.models.fused_batch_norm import fuse_batch_norm
-from tfsp.data.pipeline import PipelineConfig, make_dataset
 from tfsp.runtime.graph_chain import GraphChain, head_path
 from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.runner import Runner

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfsp.data.rcnn_proposals_tf import proposals_tf
 from tfsp.data.rcnn_train_targets import make_rcnn_target_fn, rcnn_fit_targets
 from tfsp.models.mask_rcnn import MASK_RCNN_SYNTH_CONFIG, MaskRcnnConfig
 from tfsp.models.mask_rcnn_train import LOSS_NAMES, MaskRcnnTrainModel, person_rows_first
 from tfsp.postprocess.rcnn import RPN_DELTAS_OUTPUT, RPN_OBJECTNESS_OUTPUT
-from tfsp.data.rcnn_proposals_tf import proposals_tf
 
 SIZE, MASK_SIZE, INSTANCES, BATCH = 64, 32, 4, 2
 TINY = MaskRcnnConfig(

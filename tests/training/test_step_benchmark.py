@@ -1,14 +1,8 @@
 """Tests for training.step_benchmark: both variants time the real train step of a config."""
 
-from tfsp.models.ssd import SsdConfig
-from tfsp.postprocess.anchors import SsdAnchorConfig
+from tests.training.test_train import TINY_SSD
 from training.config import DataConfig, ScheduleConfig, TrainConfig, save_config
 from training.step_benchmark import StepTimes, main, time_steps
-
-SIZE = 64
-TINY_SSD = SsdConfig(input_size=SIZE, num_classes=4, alpha=0.35,
-                     anchors=SsdAnchorConfig(image_size=SIZE, feature_map_sizes=(8, 4, 2), min_scale=0.15,
-                                             max_scale=0.9, aspect_ratios=((2.0,), (2.0,), (2.0,))))
 
 
 def _config_file(synth_data, tmp_path):
