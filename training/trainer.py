@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.data.pipeline import PipelineConfig, make_dataset
@@ -170,6 +171,20 @@ def build_compiled(config: TrainConfig) -> keras.Model:
     return model
 
 
+def build_step_state(model: keras.Model, data: tf.data.Dataset) -> None:
+    """Creates the optimizer's slots and the loss trackers before ``fit`` traces its train step.
+
+    Without a distribution strategy, Keras 3.15 creates them inside the first trace, and a
+    ``tf.function`` that creates variables is traced a second time (pose: 9 of 21 s of tracing).
+    This runs the symbolic build Keras itself runs first under a strategy (shapes only, no data).
+
+    Args:
+        model: A compiled model (fresh or resumed); unchanged when already built.
+        data: The training dataset; only its ``element_spec`` is read.
+    """
+    model._symbolic_build(data_batch=data.element_spec)  # noqa: SLF001 - no public equivalent in Keras 3.15
+
+
 def deployed_runner(config: TrainConfig, model: keras.Model) -> Runner:
     """The in-memory runner of what a run deploys: one graph, or a `GraphChain` of its graphs."""
     recipe = RECIPES[config.model]
@@ -249,7 +264,9 @@ def train(
     if state.epoch < schedule.epochs:
         print(f"training {config.model.value}: epochs {state.epoch + 1}..{schedule.epochs}, "
               f"{schedule.steps_per_epoch} steps of {config.data.batch_size} images each", flush=True)
-        model.fit(make_train_dataset(config, train_split), epochs=schedule.epochs, initial_epoch=state.epoch,
+        data = make_train_dataset(config, train_split)
+        build_step_state(model, data)
+        model.fit(data, epochs=schedule.epochs, initial_epoch=state.epoch,
                   steps_per_epoch=schedule.steps_per_epoch, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # make_dataset shuffles
         state = checkpoint.state
