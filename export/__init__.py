@@ -5,6 +5,7 @@ Modules:
         ``export_model`` (writes ``NAME.tflite`` and ``NAME.json`` atomically).
     calibration: int8 calibration images from the training pipeline or an image folder.
     cli: ``python -m export`` (``main``).
+    quant_report: ``python -m export.quant_report``, per-tensor int8 error against the fp32 export.
 """
 
 import os as _os
