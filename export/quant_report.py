@@ -37,6 +37,8 @@ from tfsp.runtime.runner import is_image_shape
 from tfsp.runtime.tflite_runner import SERVING_SIGNATURE
 from tfsp.spec import ModelSpec, SpecError
 
+DEFAULT_DATA_ROOT = "data/synth"
+DEFAULT_SPLIT = "val"
 DEFAULT_IMAGES = 8
 """Images of the split compared by default (errors are averaged over all their values)."""
 DEFAULT_TOP = 12
@@ -209,12 +211,17 @@ def _images(spec: ModelSpec, data: Path, split: str, count: int) -> list[np.ndar
     return [preprocess_image(read_image_rgb(path), spec.input_size, spec.resize_mode)[0] for path in files]
 
 
+def add_model_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--fp32``, ``--int8``, ``--data`` and ``--split``, as the int8 diagnosis tools share them."""
+    parser.add_argument("--fp32", type=Path, required=True, help="fp32 .tflite (the main file of a chain)")
+    parser.add_argument("--int8", type=Path, required=True, help="int8 .tflite of the same model")
+    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA_ROOT), help="COCO-layout data root")
+    parser.add_argument("--split", default=DEFAULT_SPLIT, help="split to use (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = SuggestingParser(prog="python -m export.quant_report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fp32", type=Path, required=True, help="fp32 .tflite of the model")
-    parser.add_argument("--int8", type=Path, required=True, help="int8 .tflite of the same model")
-    parser.add_argument("--data", type=Path, default=Path("data/synth"), help="COCO-layout data root")
-    parser.add_argument("--split", default="val", help="split whose first images are compared (default val)")
+    add_model_pair_arguments(parser)
     parser.add_argument("--images", type=positive_int, default=DEFAULT_IMAGES, help="images to compare")
     parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
                         help="inner tensors listed, largest error first (default %(default)s)")

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from export.quant_report import add_model_pair_arguments
 from tfsp.cli import SuggestingParser, positive_int
 from tfsp.data.coco import CocoDataset, load_split
 from tfsp.runtime.graph_chain import GraphChain
@@ -102,10 +103,7 @@ def attribute(fp32_path: Path, int8_path: Path, dataset: CocoDataset, max_images
 
 def build_parser() -> argparse.ArgumentParser:
     parser = SuggestingParser(prog="python -m training.quant_attribution", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fp32", type=Path, required=True, help="fp32 .tflite (main file of a chain)")
-    parser.add_argument("--int8", type=Path, required=True, help="int8 .tflite of the same model")
-    parser.add_argument("--data", type=Path, default=Path("data/synth"), help="COCO-layout data root")
-    parser.add_argument("--split", default="val", help="split to evaluate (default val)")
+    add_model_pair_arguments(parser)
     parser.add_argument("--max-images", type=positive_int, help="evaluate the first N images only")
     parser.add_argument("--threads", type=positive_int, help="TFLite interpreter threads")
     return parser
