@@ -121,7 +121,7 @@ def test_deploy_graphs_save_as_plain_keras_files(trained, batch, tmp_path):
 def test_config_validates_training_fields():
     for bad in ({"roi_fg_fraction": 0.0}, {"rpn_positive_fraction": 1.5}, {"roi_batch_size": 0},
                 {"person_class_id": 3}, {"keypoint_loss_weight": -1.0}, {"train_post_nms_top_k": 0},
-                {"keypoint_rois_per_image": 0}):
+                {"keypoint_rois_per_image": 0}, {"box_regression_loss_weight": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             dataclasses.replace(TINY, **bad)
     assert dataclasses.replace(TINY, person_class_id=None).person_class_id is None
@@ -131,6 +131,14 @@ def test_config_validates_training_fields():
     assert MASK_RCNN_SYNTH_CONFIG.anchor_sizes_px == (16.0, 32.0, 64.0, 128.0, 256.0)
     config = MaskRcnnTrainModel(TINY).get_config()["config"]
     assert MaskRcnnTrainModel.from_config({"config": config}).model_config == TINY
+
+
+def test_total_loss_weighs_keypoint_and_box_regression_terms():
+    config = dataclasses.replace(TINY, keypoint_loss_weight=0.5, box_regression_loss_weight=3.0)
+    terms = {name: tf.constant(float(i + 1)) for i, name in enumerate(LOSS_NAMES)}
+    weights = {"keypoint_loss": 0.5, "box_regression_loss": 3.0}
+    expected = sum(float(i + 1) * weights.get(name, 1.0) for i, name in enumerate(LOSS_NAMES))
+    assert float(MaskRcnnTrainModel(config)._total(terms)) == pytest.approx(expected)
 
 
 def test_without_person_class_the_keypoint_head_is_left_out(batch):

@@ -32,6 +32,7 @@ TRAIN_PRE_NMS_TOP_K = 2000  # per level (detectron2 RPN.PRE_NMS_TOPK_TRAIN)
 TRAIN_POST_NMS_TOP_K = 1000  # per image (detectron2 RPN.POST_NMS_TOPK_TRAIN)
 DEFAULT_PERSON_CLASS_ID = 0  # class 0 of the synthetic data is "person"
 DEFAULT_KEYPOINT_LOSS_WEIGHT = 1.0  # detectron2 ROI_KEYPOINT_HEAD.LOSS_WEIGHT
+DEFAULT_BOX_REGRESSION_LOSS_WEIGHT = 1.0  # detectron2 ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT
 SYNTH_ANCHOR_SIZES_PX = (16.0, 32.0, 64.0, 128.0, 256.0)  # P2..P6 for 256 px images with 5..100 px objects
 
 
@@ -69,7 +70,9 @@ class MaskRcnnConfig:
         test_pre_nms_top_k: proposals kept per level before NMS at inference (written to the spec).
         test_post_nms_top_k: proposals kept per image after NMS at inference (written to the spec).
         person_class_id: data class id (0-based) that carries keypoints; None: no keypoint loss.
-        keypoint_loss_weight: weight of the keypoint loss in the total (every other term has 1).
+        keypoint_loss_weight: weight of the keypoint loss in the total.
+        box_regression_loss_weight: weight of the box head's regression loss in the total (the
+            other terms weigh 1).
         keypoint_rois_per_image: training: the keypoint head runs on ``batch * this`` of the batch's
             foreground rows, those matched to a person first (only they carry a keypoint loss, so the
             loss is unchanged while the batch has no more person rows); None: every foreground row.
@@ -111,6 +114,7 @@ class MaskRcnnConfig:
     test_post_nms_top_k: int = DEFAULT_RPN_POST_NMS_TOP_K
     person_class_id: int | None = DEFAULT_PERSON_CLASS_ID
     keypoint_loss_weight: float = DEFAULT_KEYPOINT_LOSS_WEIGHT
+    box_regression_loss_weight: float = DEFAULT_BOX_REGRESSION_LOSS_WEIGHT
     keypoint_rois_per_image: int | None = None
     deploy_input_size: int | None = None
     rpn_soft_clamp: bool = True
@@ -147,9 +151,9 @@ class MaskRcnnConfig:
         if self.person_class_id is not None and not 0 <= self.person_class_id < self.num_classes:
             raise ValueError(f"MaskRcnnConfig.person_class_id must be None or in [0, {self.num_classes}), "
                              f"got {self.person_class_id}")
-        if not 0 <= self.keypoint_loss_weight < float("inf"):
-            raise ValueError(f"MaskRcnnConfig.keypoint_loss_weight must be finite and >= 0, "
-                             f"got {self.keypoint_loss_weight}")
+        for name in ("keypoint_loss_weight", "box_regression_loss_weight"):
+            if not 0 <= getattr(self, name) < float("inf"):
+                raise ValueError(f"MaskRcnnConfig.{name} must be finite and >= 0, got {getattr(self, name)}")
         if self.keypoint_rois_per_image is not None and self.keypoint_rois_per_image < 1:
             raise ValueError(f"MaskRcnnConfig.keypoint_rois_per_image must be None or >= 1, "
                              f"got {self.keypoint_rois_per_image}")

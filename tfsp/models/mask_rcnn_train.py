@@ -208,7 +208,8 @@ class MaskRcnnTrainModel(keras.Model):
         return result
 
     def _total(self, terms: dict[str, tf.Tensor]) -> tf.Tensor:
-        weights = {"keypoint_loss": self.model_config.keypoint_loss_weight}
+        weights = {"keypoint_loss": self.model_config.keypoint_loss_weight,
+                   "box_regression_loss": self.model_config.box_regression_loss_weight}
         return tf.add_n([terms[name] * weights.get(name, 1.0) for name in LOSS_NAMES])
 
     def _log(self, total: tf.Tensor, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
