@@ -207,10 +207,15 @@ class MaskRcnnTrainModel(keras.Model):
         result["keypoint_loss"] = losses.keypoint_loss(keypoint_logits, indices, labelled)
         return result
 
+    def loss_weights(self) -> dict[str, float]:
+        """:data:`LOSS_NAMES` -> weight of that term in the total loss (the config's, else 1)."""
+        cfg = self.model_config
+        weights = {"keypoint_loss": cfg.keypoint_loss_weight, "box_regression_loss": cfg.box_regression_loss_weight}
+        return {name: float(weights.get(name, 1.0)) for name in LOSS_NAMES}
+
     def _total(self, terms: dict[str, tf.Tensor]) -> tf.Tensor:
-        weights = {"keypoint_loss": self.model_config.keypoint_loss_weight,
-                   "box_regression_loss": self.model_config.box_regression_loss_weight}
-        return tf.add_n([terms[name] * weights.get(name, 1.0) for name in LOSS_NAMES])
+        weights = self.loss_weights()
+        return tf.add_n([terms[name] * weights[name] for name in LOSS_NAMES])
 
     def _log(self, total: tf.Tensor, terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         for tracker, value in zip(self._trackers, (total, *(terms[name] for name in LOSS_NAMES))):
