@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for path in (args.fp32, args.int8):  # the models first: a typo there should not read the data set
+            if not path.is_file():
+                raise FileNotFoundError(f"no model file at {path}")
+            find_spec(path)
         results = attribute(args.fp32, args.int8, load_split(args.data, args.split), args.max_images, args.threads)
     except (OSError, ValueError, SpecError) as error:
         print(f"error: {error}", file=sys.stderr)
