@@ -18,7 +18,7 @@ from pathlib import Path
 
 from export.quant_report import add_model_pair_arguments
 from tfsp.cli import SuggestingParser, positive_int
-from tfsp.data.coco import CocoDataset, load_split
+from tfsp.data.coco import load_split
 from tfsp.runtime.graph_chain import GraphChain
 from tfsp.runtime.runner import Runner, open_runner
 from tfsp.spec import ModelSpec, SpecError
@@ -74,14 +74,15 @@ def format_attribution(results: dict[str, EvalResult]) -> str:
     return "\n".join(lines)
 
 
-def attribute(fp32_path: Path, int8_path: Path, dataset: CocoDataset, max_images: int | None = None,
+def attribute(fp32_path: Path, int8_path: Path, data: Path, split: str, max_images: int | None = None,
               threads: int | None = None) -> dict[str, EvalResult]:
-    """Evaluates every row of :func:`attribution_runners` on ``dataset``.
+    """Evaluates every row of :func:`attribution_runners` on a split (the models are opened first).
 
     Args:
         fp32_path: the fp32 export's main ``.tflite`` (its spec beside it, ``find_spec``).
         int8_path: the int8 export's main ``.tflite``.
-        dataset: the split to evaluate.
+        data: COCO-layout data root.
+        split: the split to evaluate.
         max_images: the first this-many images only (None: all).
         threads: TFLite interpreter threads (None: LiteRT's default).
 
@@ -89,11 +90,12 @@ def attribute(fp32_path: Path, int8_path: Path, dataset: CocoDataset, max_images
         Row name -> ``EvalResult``, in report order.
 
     Raises:
-        FileNotFoundError: a model file or its spec is missing.
+        FileNotFoundError: a model file, its spec or the split is missing.
         ValueError: the exports do not have the same graphs.
     """
     specs = {False: ModelSpec.from_json(find_spec(fp32_path)), True: ModelSpec.from_json(find_spec(int8_path))}
     rows = attribution_runners(open_runner(fp32_path, threads), open_runner(int8_path, threads))
+    dataset = load_split(data, split)
     results = {}
     for row, (runner, int8_stage1) in rows.items():
         print(f"evaluating: {row} ...", flush=True)
@@ -112,11 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        for path in (args.fp32, args.int8):  # the models first: a typo there should not read the data set
-            if not path.is_file():
-                raise FileNotFoundError(f"no model file at {path}")
-            find_spec(path)
-        results = attribute(args.fp32, args.int8, load_split(args.data, args.split), args.max_images, args.threads)
+        results = attribute(args.fp32, args.int8, args.data, args.split, args.max_images, args.threads)
     except (OSError, ValueError, SpecError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -54,7 +54,7 @@ def test_a_chain_and_a_single_graph_do_not_mix(chains):
 def test_end_rows_are_the_evaluations_of_each_export(chains):
     fp32_path, int8_path, data = chains
     dataset = load_split(data, "val")
-    results = attribute(fp32_path, int8_path, dataset, MAX_IMAGES)
+    results = attribute(fp32_path, int8_path, data, "val", MAX_IMAGES)
     assert list(results) == [FP32_ROW, STAGE1_ROW, *HEAD_GRAPHS, INT8_ROW]
     for row, path in ((FP32_ROW, fp32_path), (INT8_ROW, int8_path)):
         expected = evaluate_runner(open_runner(path), ModelSpec.from_json(path.with_suffix(".json")), dataset,
