@@ -7,7 +7,7 @@ results and each is scored by pycocotools (``tfsp.eval.evaluate_coco``):
 * ``segm``: the pasted masks (uncompressed RLE, ``InstanceMasks.to_coco``) against the
   instances JSON -> ``mask_AP``, ``mask_AP50``, ...;
 * ``bbox``: the boxes against the instances JSON -> ``box_AP``, ...;
-* ``keypoints``: the poses of the person detections (score = box score) against the
+* ``keypoints``: the poses of the person detections (score: ``rcnn_masks.pose_scores``) against the
   person-keypoints JSON -> ``kp_AP``, ... (only with a keypoint head, a person class and
   that file).
 
@@ -46,7 +46,7 @@ def result_to_coco(result: MaskRcnnResult, image_id: int, category_ids: Sequence
 
     Returns:
         ``{SEGM: [...], BBOX: [...], KEYPOINTS: [...]}``: segm results carry uncompressed RLE and no
-        ``bbox``; keypoint results ``[x, y, v] * 17`` with the pose (= box) score; empty lists where
+        ``bbox``; keypoint results ``[x, y, v] * 17`` with the pose score; empty lists where
         there is nothing (no poses, or no person category).
     """
     keypoints = []

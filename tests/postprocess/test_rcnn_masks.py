@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tfsp.postprocess.rcnn_masks import (DEFAULT_MASK_THRESHOLD, decode_keypoint_heatmaps,
-                                         instance_masks_from_detections, paste_masks, poses_from_detections)
+                                         instance_masks_from_detections, paste_masks, pose_scores,
+                                         poses_from_detections)
 from tfsp.structures import NUM_KEYPOINTS, Detections, InstanceMasks, Poses
 
 # ---------------------------------------------------------------- paste_masks
@@ -131,7 +132,26 @@ def test_poses_from_detections():
     assert isinstance(poses, Poses) and len(poses) == 2
     np.testing.assert_allclose(poses.keypoints[0, :, :2], np.tile([10 + 14.5 / 2, 10 + 28.5 / 2], (17, 1)))
     np.testing.assert_allclose(poses.keypoints[1, :, :2], np.tile([14.5 / 14, 28.5 / 14], (17, 1)), rtol=1e-6)
-    np.testing.assert_array_equal(poses.scores, DETECTIONS.scores)
+    peak = 1.0 / (1.0 + (S * S - 1) * np.exp(-20.0))  # spatial softmax of one logit 20 among zeros
+    np.testing.assert_allclose(poses.keypoints[..., 2], peak, rtol=1e-6)
+    np.testing.assert_allclose(poses.scores, DETECTIONS.scores * np.sqrt(peak), rtol=1e-6)  # exponent 0.5
     assert len(poses_from_detections(Detections.empty(), np.zeros((0, NUM_KEYPOINTS, S, S)))) == 0
     with pytest.raises(ValueError, match="17 keypoint channels"):
         poses_from_detections(DETECTIONS, heatmaps[:, :5])
+
+
+def test_pose_scores_weigh_box_score_by_keypoint_confidence():
+    box = np.array([0.9, 0.5, 0.8])
+    keypoints = np.array([[0.04, 0.16], [1.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(pose_scores(box, keypoints), [0.9 * 0.1 ** 0.5, 0.5, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(pose_scores(box, keypoints, exponent=1.0), [0.09, 0.5, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(pose_scores(box, keypoints, exponent=0.0), box.astype(np.float32))
+    assert pose_scores(box, keypoints).dtype == np.float32
+    assert pose_scores(np.zeros(0), np.zeros((0, 17))).shape == (0,)
+    # a confident box with unsure keypoints ranks below a less confident box with sure keypoints
+    ranked = pose_scores(np.array([0.95, 0.8]), np.array([[0.01] * 17, [0.3] * 17]))
+    assert ranked[1] > ranked[0]
+    with pytest.raises(ValueError, match="keypoint_scores must have shape"):
+        pose_scores(box, keypoints[:2])
+    with pytest.raises(ValueError, match="exponent must be >= 0"):
+        pose_scores(box, keypoints, exponent=-1.0)

@@ -159,7 +159,7 @@ def test_golden_detections_masks_and_poses():
     assert y[16] == HEIGHT and y[15] < HEIGHT  # keypoint 16 lies in the padding: clipped to the image
     score = 1.0 / (1.0 + (HEATMAP * HEATMAP - 1) * np.exp(-10.0))
     np.testing.assert_allclose(result.poses.keypoints[0], np.stack([x, y, np.full(17, score)], 1), atol=1e-4)
-    np.testing.assert_allclose(result.poses.scores, det.scores[:1])
+    np.testing.assert_allclose(result.poses.scores, det.scores[:1] * np.sqrt(score), rtol=1e-5)
     assert timings.preprocess_ms >= 0 and timings.inference_ms >= 0 and timings.postprocess_ms >= 0
 
 

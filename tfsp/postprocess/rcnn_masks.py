@@ -31,6 +31,12 @@ KEYPOINT_LOGITS = "keypoint_logits"
 
 DEFAULT_MASK_THRESHOLD = 0.5
 """A pasted pixel is foreground where the interpolated mask probability is >= this (detectron2)."""
+POSE_SCORE_KEYPOINT_EXPONENT = 0.5
+"""Pose score = box score * (mean keypoint peak probability) ** this (``pose_scores``); 0: the box score.
+
+Ranking people by how sure the keypoint head is, not only the box head, raised keypoint AP on the
+synthetic val split by 4-5 points on three trained models (README, Mask R-CNN); 0.5 was 0.2 point
+above 1 on each of them."""
 
 
 def _float_array(name: str, values: np.ndarray, ndim: int) -> np.ndarray:
@@ -159,6 +165,30 @@ def decode_keypoint_heatmaps(heatmaps: np.ndarray, boxes_xyxy: np.ndarray) -> np
     return np.stack([x, y, score], axis=-1).astype(np.float32)
 
 
+def pose_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray,
+                exponent: float = POSE_SCORE_KEYPOINT_EXPONENT) -> np.ndarray:
+    """Score of each person pose from its box score and its keypoints' peak probabilities.
+
+    Args:
+        box_scores: ``(N,)`` float box-head scores in [0, 1].
+        keypoint_scores: ``(N, K)`` float peak probabilities in [0, 1] (``decode_keypoint_heatmaps``'
+            third column).
+        exponent: weight of the keypoints, >= 0 (0: the box score alone).
+
+    Returns:
+        ``(N,)`` float32 ``box_scores * mean(keypoint_scores, axis=1) ** exponent``.
+    """
+    boxes = np.asarray(box_scores, np.float64).reshape(-1)
+    keypoints = np.asarray(keypoint_scores, np.float64)
+    if keypoints.ndim != 2 or keypoints.shape[0] != boxes.shape[0]:
+        raise ValueError(f"keypoint_scores must have shape ({boxes.shape[0]}, K), got {keypoints.shape}")
+    if exponent < 0:
+        raise ValueError(f"exponent must be >= 0, got {exponent}")
+    if boxes.size == 0:
+        return np.zeros(0, np.float32)
+    return (boxes * np.mean(keypoints, axis=1) ** exponent).astype(np.float32)
+
+
 def instance_masks_from_detections(
     detections: Detections, mask_probs: np.ndarray, image_height: int, image_width: int,
     threshold: float = DEFAULT_MASK_THRESHOLD,
@@ -180,7 +210,7 @@ def instance_masks_from_detections(
 
 
 def poses_from_detections(detections: Detections, heatmaps: np.ndarray) -> Poses:
-    """``decode_keypoint_heatmaps`` of the detections' boxes; each pose scored by its box score.
+    """``decode_keypoint_heatmaps`` of the detections' boxes, each pose scored by ``pose_scores``.
 
     Args:
         detections: N person detections (boxes in image pixels).
@@ -192,4 +222,5 @@ def poses_from_detections(detections: Detections, heatmaps: np.ndarray) -> Poses
     heatmaps = _float_array("heatmaps", heatmaps, 4)
     if heatmaps.shape[1] != NUM_KEYPOINTS:
         raise ValueError(f"heatmaps must have {NUM_KEYPOINTS} keypoint channels, got shape {heatmaps.shape}")
-    return Poses.create(decode_keypoint_heatmaps(heatmaps, detections.boxes_xyxy), detections.scores)
+    keypoints = decode_keypoint_heatmaps(heatmaps, detections.boxes_xyxy)
+    return Poses.create(keypoints, pose_scores(detections.scores, keypoints[..., 2]))

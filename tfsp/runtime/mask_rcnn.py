@@ -37,7 +37,8 @@ from tfsp.postprocess.rcnn import (
     generate_fpn_anchors,
     generate_proposals,
 )
-from tfsp.postprocess.rcnn_masks import KEYPOINT_LOGITS, MASK_LOGITS, decode_keypoint_heatmaps, paste_masks
+from tfsp.postprocess.rcnn_masks import (KEYPOINT_LOGITS, MASK_LOGITS, decode_keypoint_heatmaps, paste_masks,
+                                         pose_scores)
 from tfsp.postprocess.roi_align import multilevel_roi_align
 from tfsp.postprocess.ssd import BOX_DELTAS, CLASS_LOGITS
 from tfsp.runtime.graph_chain import BOX_HEAD_GRAPH, KEYPOINT_HEAD_GRAPH, MASK_HEAD_GRAPH, GraphChain
@@ -66,7 +67,8 @@ class MaskRcnnResult:
         detections: N boxes (clipped to the image), scores, class ids.
         masks: ``(N, H, W)`` bool masks in the detections' order, same scores and class ids.
         poses: P poses of the person detections (None when the pipeline has no keypoint head);
-            keypoints ``[x, y, score]`` clipped to ``[0, W] x [0, H]``, pose score = box score.
+            keypoints ``[x, y, score]`` clipped to ``[0, W] x [0, H]``, pose score
+            ``tfsp.postprocess.rcnn_masks.pose_scores`` (box score and keypoint peak probabilities).
         pose_detection_index: ``(P,)`` int64, row of ``detections`` each pose belongs to.
     """
 
@@ -233,7 +235,7 @@ class MaskRcnnPipeline:
                 keypoints = letterbox.to_original_keypoints(
                     decode_keypoint_heatmaps(heatmaps.transpose(0, 3, 1, 2), person_boxes))
                 keypoints[..., :2] = np.clip(keypoints[..., :2], 0.0, np.array([width, height], np.float32))
-                poses = Poses.create(keypoints, detections.scores[pose_index])
+                poses = Poses.create(keypoints, pose_scores(detections.scores[pose_index], keypoints[..., 2]))
                 steps.mark("keypoint_decode")
 
         original = clip_xyxy(boxes_mapped, height, width)
