@@ -97,10 +97,29 @@ def test_decode_sub_cell_peak_of_a_quadratic_bump():
     # (u, v) = (30, 20), shifted by (+0.3, -0.25) cells. Box 2 px per cell in x, 1 in y.
     centres = np.arange(S) + 0.5
     logits = -((centres[None, :] - 20.8) ** 2 + (centres[:, None] - 30.25) ** 2) / 2
-    keypoints = decode_keypoint_heatmaps(logits[None, None], np.array([[0, 0, 2 * S, S]]))
+    keypoints = decode_keypoint_heatmaps(logits[None, None], np.array([[0, 0, 2 * S, S]]), smoothing_sigma=0.0)
     probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     np.testing.assert_allclose(keypoints[0, 0, :2], [2 * 20.8, 30.25], atol=1e-4)
     np.testing.assert_allclose(keypoints[0, 0, 2], probabilities[30, 20], rtol=1e-5)
+    # a Gaussian smoothed by a Gaussian keeps its centre (up to float32 smoothing and the truncated kernel)
+    smoothed = decode_keypoint_heatmaps(logits[None, None], np.array([[0, 0, 2 * S, S]]), smoothing_sigma=1.0)
+    np.testing.assert_allclose(smoothed[0, 0], keypoints[0, 0], atol=1e-3)
+
+
+def test_decode_smoothing_prefers_mass_over_a_lone_spike():
+    # One cell at logit 6 (probability ~0.28) against a 3 x 3 block at logit 5.5 around (40, 10) (~0.17 each, ~1.5
+    # together): unsmoothed the spike wins; smoothed by 1 cell the block does.
+    logits = np.zeros((1, 1, S, S), np.float32)
+    logits[0, 0, 39:42, 9:12] = 5.5
+    logits[0, 0, 10, 30] = 6.0
+    box = np.array([[0, 0, S, S]], np.float32)  # 1 px per cell
+    sharp = decode_keypoint_heatmaps(logits, box, smoothing_sigma=0.0)
+    smooth = decode_keypoint_heatmaps(logits, box)
+    np.testing.assert_allclose(sharp[0, 0, :2], [30.5, 10.5], atol=1e-6)
+    np.testing.assert_allclose(smooth[0, 0, :2], [10.5, 40.5], atol=1e-6)
+    np.testing.assert_allclose(smooth[0, 0, 2], sharp[0, 0, 2], rtol=1e-6)  # the score is the unsmoothed peak
+    with pytest.raises(ValueError, match="smoothing_sigma must be >= 0"):
+        decode_keypoint_heatmaps(logits, box, smoothing_sigma=-1.0)
 
 
 def test_decode_keypoints_empty():
