@@ -33,14 +33,14 @@ DEFAULT_MASK_THRESHOLD = 0.5
 """A pasted pixel is foreground where the interpolated mask probability is >= this (detectron2)."""
 KEYPOINT_SMOOTHING_SIGMA = 1.0
 """Sigma, in heatmap cells, of the Gaussian that smooths each keypoint's spatial softmax before its peak is taken
-(DARK, Zhang et al. CVPR 2020, smooths before its sub-pixel step too): +0.6 to +0.8 keypoint AP on three trained
-models (README, Mask R-CNN); 2 cells was no better than none."""
+(DARK, Zhang et al. CVPR 2020, smooths before its sub-pixel step too): a lone sharp cell no longer beats a broad
+mode. +0.6 to +0.8 keypoint AP on three trained models (README, Mask R-CNN)."""
 POSE_SCORE_KEYPOINT_EXPONENT = 0.5
 """Pose score = box score * (mean keypoint peak probability) ** this (``pose_scores``); 0: the box score.
 
 Ranking people by how sure the keypoint head is, not only the box head, raised keypoint AP on the
-synthetic val split by 4-5 points on three trained models (README, Mask R-CNN); 0.5 was 0.2 point
-above 1 on each of them."""
+synthetic val split by 4-5 points on three trained models (README, Mask R-CNN); the square root keeps
+the box score the larger factor."""
 
 
 def _float_array(name: str, values: np.ndarray, ndim: int) -> np.ndarray:
