@@ -33,6 +33,7 @@ NUM_ROIS = 3
 CALIBRATION_SAMPLES = 4
 INT8_HEAD_MIN_CORRELATION = 0.99  # int8 vs Keras float per output, random heads (measured >= 0.998)
 INT8_STAGE1_MIN_CORRELATION = 0.75  # random MobileNetV2 quantises poorly (measured 0.83-0.99)
+INT8_BOUNDED_MIN_CORRELATION = 0.35  # the same with FPN clamps, which random weights saturate at P5-P6 (0.44-0.90)
 # (builder, layers whose kernels are rescaled, the output each one feeds)
 HEADS = {
     "box": (mask_rcnn_heads.build_box_head, {CLASS_LOGITS: CLASS_LOGITS, BOX_DELTAS: BOX_DELTAS}),
@@ -128,6 +129,38 @@ def test_rpn_outputs_are_soft_clamped_unless_switched_off(stage1):
             np.testing.assert_allclose(np.asarray(clamped[name]), bound * np.tanh(x / bound), rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(np.asarray(clamped[FPN_OUTPUT.format(level)]),
                                       np.asarray(unclamped[FPN_OUTPUT.format(level)]))
+
+
+def test_hard_clamp_clips_to_the_bound():
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, mask_rcnn.hard_clamp(inputs, 6.0, "clamped"))
+    x = np.array([[-100.0, -6.5, -1.25, 3.0, 7.0]], np.float32)
+    np.testing.assert_allclose(model(x), np.clip(x, -6.0, 6.0), atol=1e-6)  # float32: (x + 6) - 6 rounds
+    assert model.layers[-1].name == "clamped" and not model.get_weights()
+
+
+def test_fpn_activation_bound_clips_every_lateral_and_sum(stage1):
+    bound = 6.0
+    bounded = mask_rcnn.build_stage1(dataclasses.replace(TINY_CONFIG, fpn_activation_bound=bound))
+    bounded.set_weights(stage1.get_weights())  # the clamps have no weights: the same layers
+    data = convert_model(bounded, QuantMode.INT8, _images(CALIBRATION_SAMPLES, seed=9))
+    _assert_builtin(data)
+    image = _images(1, seed=10)  # runs under LiteRT's XNNPACK delegate (an earlier tanh FPN clamp made it abort)
+    _assert_correlated(TFLiteRunner(data)(image), bounded.predict_on_batch(image), INT8_BOUNDED_MIN_CORRELATION)
+    for level in (2, 3, 4, 5):  # large laterals, so that the bound matters
+        layer = bounded.get_layer(f"fpn_lateral_p{level}")
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel * 1e4, bias + 3.0])
+    names = [f"fpn_lateral_p{level}" for level in (2, 3, 4, 5)] + [f"fpn_add_p{level}" for level in (2, 3, 4)]
+    probe = keras.Model(bounded.input, {name: [bounded.get_layer(name).output,
+                                               bounded.get_layer(f"{name}_clamp").output] for name in names})
+    values = probe(_images(1, seed=8))
+    for name, (raw, clamped) in values.items():
+        raw, clamped = np.asarray(raw), np.asarray(clamped)
+        assert np.abs(raw).max() > bound, name
+        np.testing.assert_allclose(clamped, np.clip(raw, -bound, bound), atol=1e-5, err_msg=name)
+    with pytest.raises(ValueError, match="fpn_activation_bound must be None or finite and > 0"):
+        dataclasses.replace(TINY_CONFIG, fpn_activation_bound=0.0)
 
 
 @pytest.mark.parametrize("kind, name, shape", [

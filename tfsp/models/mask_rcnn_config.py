@@ -84,6 +84,10 @@ class MaskRcnnConfig:
         rpn_soft_clamp: soft-clamp the RPN outputs in the graph (``tfsp.models.mask_rcnn.soft_clamp``)
             so that int8 keeps a fine scale; False (float experiments only): raw outputs, whose
             ranges can grow until full-integer int8 loses most of its AP.
+        fpn_activation_bound: clip every FPN lateral and every top-down sum to
+            ``[-bound, bound]`` (``tfsp.models.mask_rcnn.hard_clamp``; the TF Object Detection API's
+            bounded FPN activations, 6), so that no level's range sets a coarse int8 scale for the
+            others; None: unbounded (detectron2).
     """
 
     input_size: int = 512
@@ -118,6 +122,7 @@ class MaskRcnnConfig:
     keypoint_rois_per_image: int | None = None
     deploy_input_size: int | None = None
     rpn_soft_clamp: bool = True
+    fpn_activation_bound: float | None = None
 
     def __post_init__(self) -> None:
         levels = tuple(self.levels)
@@ -157,6 +162,9 @@ class MaskRcnnConfig:
         if self.keypoint_rois_per_image is not None and self.keypoint_rois_per_image < 1:
             raise ValueError(f"MaskRcnnConfig.keypoint_rois_per_image must be None or >= 1, "
                              f"got {self.keypoint_rois_per_image}")
+        if self.fpn_activation_bound is not None and not 0 < self.fpn_activation_bound < float("inf"):
+            raise ValueError(f"MaskRcnnConfig.fpn_activation_bound must be None or finite and > 0, "
+                             f"got {self.fpn_activation_bound}")
         fpn_anchor_config(self)  # validates anchor_sizes_px (one per level) and aspect_ratios
 
     @property
@@ -230,12 +238,24 @@ times at the end of training (``python -m training.loss_balance``; the other ter
 learned mostly for keypoints; at 0.1 float mask / box / keypoint AP rose from
 0.421 / 0.423 / 0.325 to 0.519 / 0.552 / 0.368 and int8 came within 1.4 points (README, Mask R-CNN)."""
 
+SYNTH_KEYPOINT_HEAD_CONVS = 8
+"""detectron2's count (at 64 channels, not 512): four more 3x3 convs than the mask head widen the keypoint head's view
+over its 14 x 14 RoI (a wrist is placed relative to its arm); one run with 4: 0.519 / 0.552 / 0.368 float mask / box /
+keypoint AP in 846.5 s, with 8: 0.538 / 0.563 / 0.393 in 863.9 s (box-scored poses; README, Mask R-CNN)."""
+
+SYNTH_FPN_ACTIVATION_BOUND = 6.0
+"""FPN laterals and sums clipped to +-6 (``MaskRcnnConfig.fpn_activation_bound``). Unbounded, the P5 lateral (1x1 conv
+over MobileNetV2's 1280-channel last layer) reached -59..122 in one run, every top-down sum took that range in int8
+(a 0.74 step, against 0.35 in an earlier run), the P2..P4 laterals (std ~0.6) were lost in it and int8 cost 2.5 / 3.7
+mask / box AP points; bounded, the int8 loss stays small (README, Mask R-CNN)."""
+
 MASK_RCNN_SYNTH_CONFIG = MaskRcnnConfig(
     input_size=256, num_classes=4, alpha=0.35, fpn_channels=64, anchor_sizes_px=SYNTH_ANCHOR_SIZES_PX, box_fc=256,
-    mask_head_channels=64, keypoint_head_channels=64, keypoint_head_convs=4,
+    mask_head_channels=64, keypoint_head_channels=64, keypoint_head_convs=SYNTH_KEYPOINT_HEAD_CONVS,
     roi_batch_size=64, train_pre_nms_top_k=500, train_post_nms_top_k=250, test_pre_nms_top_k=300,
     test_post_nms_top_k=150, keypoint_loss_weight=SYNTH_KEYPOINT_LOSS_WEIGHT,
-    keypoint_rois_per_image=SYNTH_KEYPOINT_ROIS_PER_IMAGE, deploy_input_size=SYNTH_DEPLOY_INPUT_SIZE)
+    keypoint_rois_per_image=SYNTH_KEYPOINT_ROIS_PER_IMAGE, deploy_input_size=SYNTH_DEPLOY_INPUT_SIZE,
+    fpn_activation_bound=SYNTH_FPN_ACTIVATION_BOUND)
 """Small default for the embedded synthetic data (4 classes, class 0 person; ~5 objects per image) on 2
 CPU cores: 256 px input, P2..P6 (64 x 64 .. 4 x 4) with 16..256 px anchors, MobileNetV2 alpha 0.35,
 FPN 64 channels, narrow heads, 64 sampled RoIs (16 foreground) per image: ~0.46 s per batch of 8.
