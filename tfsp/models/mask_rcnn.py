@@ -100,9 +100,10 @@ def hard_clamp(x: keras.KerasTensor, bound: float, name: str) -> keras.KerasTens
     layers; the last layer is named ``name``.
 
     The TFLite converter folds the first rescaling into a preceding conv and fuses the ReLU6 into it
-    (or into a preceding ADD), which XNNPACK runs in one partition: on the synthetic Mask R-CNN's
-    stage 1 (int8, 320 px, 1 thread) 3.20 ms against 3.13 ms unbounded; ``x + bound``,
-    ``ReLU(max_value=2 * bound)``, ``- bound`` became MINIMUM and RELU ops outside the delegate (6.24 ms).
+    (or into a preceding ADD), and XNNPACK runs them inside its partitions: the synthetic Mask R-CNN's
+    int8 stage 1 took 4.07-4.37 ms in ``make demo TASK=maskrcnn``'s benchmark, as unbounded; written as
+    ``x + bound``, ``ReLU(max_value=2 * bound)``, ``- bound`` the clip became MINIMUM and RELU ops outside
+    them (7.22 ms; README, Mask R-CNN).
     """
     x = keras.layers.Rescaling(3.0 / bound, offset=3.0, name=f"{name}_in")(x)
     x = keras.layers.ReLU(max_value=6.0, name=f"{name}_relu6")(x)

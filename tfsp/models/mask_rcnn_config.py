@@ -244,10 +244,10 @@ over its 14 x 14 RoI (a wrist is placed relative to its arm); one run with 4: 0.
 keypoint AP in 846.5 s, with 8: 0.538 / 0.563 / 0.393 in 863.9 s (box-scored poses; README, Mask R-CNN)."""
 
 SYNTH_FPN_ACTIVATION_BOUND = 6.0
-"""FPN laterals and sums clipped to +-6 (``MaskRcnnConfig.fpn_activation_bound``). Unbounded, the P5 lateral (1x1 conv
-over MobileNetV2's 1280-channel last layer) reached -59..122 in one run, every top-down sum took that range in int8
-(a 0.74 step, against 0.35 in an earlier run), the P2..P4 laterals (std ~0.6) were lost in it and int8 cost 2.5 / 3.7
-mask / box AP points; bounded, the int8 loss stays small (README, Mask R-CNN)."""
+"""FPN laterals and sums clipped to +-6 (``MaskRcnnConfig.fpn_activation_bound``). Unbounded, the range of the P5
+lateral (a 1x1 conv over MobileNetV2's 1280-channel last layer) sets the int8 scale of every top-down sum and varies
+from run to run; in one run the P2 and P3 laterals then had a std of 0.8 int8 steps and int8 cost 2.5 / 3.7 / 1.5
+mask / box / keypoint AP points. Bounded, three runs lost at most 1.6 (README, Mask R-CNN)."""
 
 MASK_RCNN_SYNTH_CONFIG = MaskRcnnConfig(
     input_size=256, num_classes=4, alpha=0.35, fpn_channels=64, anchor_sizes_px=SYNTH_ANCHOR_SIZES_PX, box_fc=256,
