@@ -154,11 +154,12 @@ def decode_keypoint_heatmaps(heatmaps: np.ndarray, boxes_xyxy: np.ndarray,
     if not smoothing_sigma >= 0:
         raise ValueError(f"smoothing_sigma must be >= 0, got {smoothing_sigma}")
     flat = logits.reshape(count, num_keypoints, cells_h * cells_w)
-    relative = np.exp(flat - (np.max(flat, axis=2, keepdims=True) if flat.size else 0.0))  # float32, peak 1
-    total = np.sum(relative, axis=2, dtype=np.float64)  # (N, K)
-    score = 1.0 / np.maximum(total, 1.0)  # the peak's probability (total >= 1 wherever there are cells)
-    maps = (relative / total[..., None].astype(np.float32)).reshape(count * num_keypoints, cells_h, cells_w)
-    if smoothing_sigma > 0 and maps.size:
+    # exp(logit - peak logit): the softmax times its sum, which neither the argmax nor the
+    # log-parabola (nor the linear smoothing before them) depends on; float32
+    relative = np.exp(flat - np.max(flat, axis=2, keepdims=True))
+    score = 1.0 / np.sum(relative, axis=2, dtype=np.float64)  # the peak's probability
+    maps = relative.reshape(count * num_keypoints, cells_h, cells_w)
+    if smoothing_sigma > 0:
         maps = smooth_maps(maps, smoothing_sigma)  # float32: 5x faster than float64 here
     maps = maps.reshape(count, num_keypoints, cells_h, cells_w)
     peak_index = np.argmax(maps.reshape(count, num_keypoints, cells_h * cells_w), axis=2)  # (N, K)
