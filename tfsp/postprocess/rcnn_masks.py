@@ -160,7 +160,7 @@ def decode_keypoint_heatmaps(heatmaps: np.ndarray, boxes_xyxy: np.ndarray,
     score = 1.0 / np.sum(relative, axis=2, dtype=np.float64)  # the peak's probability
     maps = relative.reshape(count * num_keypoints, cells_h, cells_w)
     if smoothing_sigma > 0:
-        maps = smooth_maps(maps, smoothing_sigma)  # float32: 5x faster than float64 here
+        maps = smooth_maps(maps, smoothing_sigma)  # in float32: several times faster than float64
     maps = maps.reshape(count, num_keypoints, cells_h, cells_w)
     peak_index = np.argmax(maps.reshape(count, num_keypoints, cells_h * cells_w), axis=2)  # (N, K)
     rows, cols = np.divmod(peak_index, cells_w)
