@@ -153,9 +153,10 @@ def peak_errors(runner: Runner, spec: ModelSpec, dataset: CocoDataset, max_image
             for name, found in zip(KEYPOINT_NAMES, distances) if found}
 
 
-def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--spec``, ``--data``, ``--split`` and ``--max-images``, as the pose tools share them."""
-    parser.add_argument("--model", required=True, help="pose model: .keras or .tflite")
+def add_model_and_data_arguments(parser: argparse.ArgumentParser,
+                                 model_help: str = "pose model: .keras or .tflite") -> None:
+    """``--model``, ``--spec``, ``--data``, ``--split`` and ``--max-images``, as the diagnosis tools share them."""
+    parser.add_argument("--model", required=True, help=model_help)
     parser.add_argument("--spec", default=None, help="ModelSpec JSON (default: found beside the model)")
     parser.add_argument("--data", default="data/synth", help="COCO-layout data root (default data/synth)")
     parser.add_argument("--split", default="val", help="split (default val)")
