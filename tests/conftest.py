@@ -133,7 +133,8 @@ TINY_RCNN_SIZE = 64
 
 @pytest.fixture(scope="session")
 def tiny_rcnn(synth_data: Path) -> SimpleNamespace:
-    """An untrained tiny Mask R-CNN chain for the synthetic classes: Keras stage 1 and heads, and a spec.
+    """An untrained tiny Mask R-CNN chain for the synthetic classes: Keras stage 1 and heads, a spec, and
+    ``chain(keypoints=True)`` building their ``GraphChain`` of Keras runners.
 
     64 px input, MobileNetV2 alpha 0.35, FPN 16 channels, narrow one-conv heads; thresholds so permissive
     (box score > 0.05, 5 detections) that the seeded weights give detections, masks and poses.
@@ -144,6 +145,8 @@ def tiny_rcnn(synth_data: Path) -> SimpleNamespace:
     from tfsp.models.mask_rcnn import MaskRcnnConfig, build_stage1
     from tfsp.models.mask_rcnn_heads import build_box_head, build_keypoint_head, build_mask_head
     from tfsp.postprocess.rcnn import BoxHeadConfig, RpnProposalConfig
+    from tfsp.runtime.graph_chain import KEYPOINT_HEAD_GRAPH, GraphChain
+    from tfsp.runtime.keras_runner import KerasRunner
     from tfsp.spec_builders import instance_segmentation_spec
 
     dataset = load_split(synth_data, "val")
@@ -157,4 +160,11 @@ def tiny_rcnn(synth_data: Path) -> SimpleNamespace:
     spec = instance_segmentation_spec(config, dataset.class_names, dataset.category_ids,
                                       proposals=RpnProposalConfig(pre_nms_top_k=50, post_nms_top_k=20),
                                       box_head=BoxHeadConfig(score_threshold=0.05, max_detections=5))
-    return SimpleNamespace(config=config, stage1=build_stage1(config), heads=heads, spec=spec, dataset=dataset)
+    stage1 = build_stage1(config)
+
+    def chain(keypoints: bool = True) -> GraphChain:
+        """The Keras chain of stage 1 and the heads (without the keypoint head unless ``keypoints``)."""
+        return GraphChain(KerasRunner(stage1), {name: KerasRunner(model) for name, model in heads.items()
+                                                if keypoints or name != KEYPOINT_HEAD_GRAPH})
+
+    return SimpleNamespace(config=config, stage1=stage1, heads=heads, spec=spec, dataset=dataset, chain=chain)

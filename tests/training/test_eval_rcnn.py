@@ -8,7 +8,7 @@ import pytest
 
 from tfsp.data.coco import record_masks
 from tfsp.eval import BOX_STAT_NAMES, KEYPOINT_STAT_NAMES
-from tfsp.runtime.graph_chain import KEYPOINT_HEAD_GRAPH, GraphChain, head_path
+from tfsp.runtime.graph_chain import head_path
 from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.mask_rcnn import MaskRcnnResult
 from tfsp.spec_builders import instance_segmentation_spec
@@ -19,12 +19,6 @@ from training.eval_tasks import METRIC_DESCRIPTIONS, keypoints_json
 
 BOX_STATS = [prefix + name for prefix in ("mask_", "box_") for name in BOX_STAT_NAMES]
 KEYPOINT_STATS = ["kp_" + name for name in KEYPOINT_STAT_NAMES]
-
-
-def _chain(tiny_rcnn, keypoints=True):
-    heads = {name: KerasRunner(model) for name, model in tiny_rcnn.heads.items()
-             if keypoints or name != KEYPOINT_HEAD_GRAPH}
-    return GraphChain(KerasRunner(tiny_rcnn.stage1), heads)
 
 
 def _oracle(record, person_class_id):
@@ -58,7 +52,7 @@ def test_ground_truth_through_the_results_builder_scores_one(synth_data, tiny_rc
 
 
 def test_untrained_chain_gives_every_named_stat(tiny_rcnn):
-    result = evaluate.evaluate_runner(_chain(tiny_rcnn), tiny_rcnn.spec, tiny_rcnn.dataset)
+    result = evaluate.evaluate_runner(tiny_rcnn.chain(), tiny_rcnn.spec, tiny_rcnn.dataset)
     assert result.metric == "instances" and result.headline == ("mask_AP", "box_AP", "kp_AP")
     assert list(result.stats) == BOX_STATS + KEYPOINT_STATS
     assert set(METRIC_DESCRIPTIONS["instances"]) == set(result.stats)
@@ -69,11 +63,11 @@ def test_untrained_chain_gives_every_named_stat(tiny_rcnn):
 
 
 def test_without_keypoint_head_or_person_class_there_are_no_keypoint_stats(tiny_rcnn):
-    no_head = evaluate.evaluate_runner(_chain(tiny_rcnn, keypoints=False), tiny_rcnn.spec, tiny_rcnn.dataset, 1)
+    no_head = evaluate.evaluate_runner(tiny_rcnn.chain(keypoints=False), tiny_rcnn.spec, tiny_rcnn.dataset, 1)
     no_person = instance_segmentation_spec(tiny_rcnn.config, tiny_rcnn.dataset.class_names,
                                            tiny_rcnn.dataset.category_ids, with_keypoints=False,
                                            box_head=tiny_rcnn.spec.rcnn.box_head)
-    no_kp = evaluate.evaluate_runner(_chain(tiny_rcnn, keypoints=False), no_person, tiny_rcnn.dataset, 1)
+    no_kp = evaluate.evaluate_runner(tiny_rcnn.chain(keypoints=False), no_person, tiny_rcnn.dataset, 1)
     for result in (no_head, no_kp):
         assert list(result.stats) == BOX_STATS and result.headline == ("mask_AP", "box_AP")
 
@@ -81,7 +75,7 @@ def test_without_keypoint_head_or_person_class_there_are_no_keypoint_stats(tiny_
 def test_category_mismatch_is_a_clear_error(tiny_rcnn):
     ids = tuple(c + 10 for c in tiny_rcnn.spec.category_ids)
     with pytest.raises(ValueError, match="model category ids .* != .*instances_val.json category ids"):
-        evaluate.evaluate_runner(_chain(tiny_rcnn), dataclasses.replace(tiny_rcnn.spec, category_ids=ids),
+        evaluate.evaluate_runner(tiny_rcnn.chain(), dataclasses.replace(tiny_rcnn.spec, category_ids=ids),
                                  tiny_rcnn.dataset)
 
 

@@ -3,18 +3,10 @@
 import numpy as np
 import pytest
 
-from tfsp.runtime.graph_chain import KEYPOINT_HEAD_GRAPH, GraphChain
-from tfsp.runtime.keras_runner import KerasRunner
 from tfsp.runtime.mask_rcnn import MaskRcnnResult
 from tfsp.structures import Detections, InstanceMasks, Poses
 from training import rcnn_diagnose
 from training.rcnn_diagnose import COMBINATIONS, diagnose, match_people, with_labelled_keypoints
-
-
-def _chain(tiny_rcnn, keypoints=True):
-    heads = {name: KerasRunner(model) for name, model in tiny_rcnn.heads.items()
-             if keypoints or name != KEYPOINT_HEAD_GRAPH}
-    return GraphChain(KerasRunner(tiny_rcnn.stage1), heads)
 
 
 def test_match_people_is_greedy_by_score_and_one_to_one():
@@ -84,7 +76,7 @@ def test_diagnosis_of_known_poses(tiny_rcnn, monkeypatch):
 
 
 def test_untrained_chain_gives_every_combination_and_consistent_errors(tiny_rcnn):
-    stats, errors = diagnose(_chain(tiny_rcnn), tiny_rcnn.spec, tiny_rcnn.dataset)
+    stats, errors = diagnose(tiny_rcnn.chain(), tiny_rcnn.spec, tiny_rcnn.dataset)
     assert tuple(stats) == COMBINATIONS
     assert all(0.0 <= values["AP"] <= 1.0 or values["AP"] == -1.0 for values in stats.values())
     # the labels of the matched people can only raise AP over the predictions, up to ties in the matching
@@ -97,7 +89,7 @@ def test_untrained_chain_gives_every_combination_and_consistent_errors(tiny_rcnn
 
 def test_chain_without_keypoint_head_is_refused(tiny_rcnn):
     with pytest.raises(ValueError, match="no keypoint head"):
-        diagnose(_chain(tiny_rcnn, keypoints=False), tiny_rcnn.spec, tiny_rcnn.dataset, max_images=1)
+        diagnose(tiny_rcnn.chain(keypoints=False), tiny_rcnn.spec, tiny_rcnn.dataset, max_images=1)
 
 
 def test_cli_reports_a_clear_error_for_a_missing_model(tmp_path, capsys):
