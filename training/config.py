@@ -81,6 +81,11 @@ class DataConfig:
         resize: Resize mode from the original image to the square model input.
         max_instances: Padded number of instances per image in a batch.
         augment: Whether to apply the default training augmentation.
+        deterministic: Reproducible training batches: shuffling and augmentation drawn from
+            `TrainConfig.seed` (and the epoch a run starts at, so a resumed run does not replay
+            its first epochs' order) in a fixed element order, so that a rerun of a config on the
+            same machine and software trains the same weights. False draws fresh seeds and lets
+            tf.data reorder elements for speed.
     """
 
     root: str = DEFAULT_DATA_ROOT
@@ -90,6 +95,7 @@ class DataConfig:
     resize: ResizeMode = ResizeMode.LETTERBOX
     max_instances: int = DEFAULT_MAX_INSTANCES
     augment: bool = True
+    deterministic: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -193,16 +193,26 @@ def deployed_runner(config: TrainConfig, model: keras.Model) -> Runner:
     return GraphChain(main, {name: KerasRunner(head) for name, head in heads.items()}) if heads else main
 
 
-def make_train_dataset(config: TrainConfig, train: CocoDataset):
-    """Endless `(image, targets)` batches for `fit` (steps per epoch come from the schedule)."""
+def make_train_dataset(config: TrainConfig, train: CocoDataset, start_epoch: int = 0):
+    """Endless `(image, targets)` batches for `fit` (steps per epoch come from the schedule).
+
+    Args:
+        config: The run's config; with `config.data.deterministic` the batches are a function of
+            `config.seed` and `start_epoch` alone.
+        train: The loaded training split.
+        start_epoch: Epochs already trained (a resumed run): folded into the data seed, so the
+            resumed run draws new orders instead of replaying those of its first epochs.
+    """
     recipe = RECIPES[config.model]
     mask_size = recipe.mask_size(config)
     masks = {} if mask_size is None else {"with_masks": True, "mask_size": mask_size}
+    if config.data.deterministic:
+        tf.random.set_seed(config.seed)  # tf.data combines its op seeds with the global seed
     pipeline = PipelineConfig(
         input_size=recipe.input_size(config), resize=config.data.resize,
         max_instances=config.data.max_instances, batch_size=config.data.batch_size,
-        augment=recipe.augment if config.data.augment else None, seed=config.seed, with_dense=recipe.with_dense,
-        **masks)
+        augment=recipe.augment if config.data.augment else None, seed=config.seed + start_epoch,
+        deterministic=config.data.deterministic, with_dense=recipe.with_dense, **masks)
     data = make_dataset(train, pipeline, training=True, target_fn=recipe.target_fn(config))
     return data.map(recipe.fit_targets(config)).repeat()
 
@@ -264,7 +274,7 @@ def train(
     if state.epoch < schedule.epochs:
         print(f"training {config.model.value}: epochs {state.epoch + 1}..{schedule.epochs}, "
               f"{schedule.steps_per_epoch} steps of {config.data.batch_size} images each", flush=True)
-        data = make_train_dataset(config, train_split)
+        data = make_train_dataset(config, train_split, state.epoch)
         build_step_state(model, data)
         model.fit(data, epochs=schedule.epochs, initial_epoch=state.epoch,
                   steps_per_epoch=schedule.steps_per_epoch, callbacks=callbacks, verbose=verbose,
