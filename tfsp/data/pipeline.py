@@ -13,7 +13,9 @@ whole ``(S, S)`` input at ``mask_size`` resolution (soft float32 in [0, 1], 0 in
 
 Determinism: ``deterministic=True`` fixes every seed from ``config.seed`` and keeps element
 order, so two pipelines built alike yield identical batches; each iteration (epoch) still
-reshuffles and re-randomises, reproducibly. Otherwise seeds are random and training elements
+reshuffles and re-randomises, reproducibly. tf.data combines these op seeds with TensorFlow's
+global seed, so that must match too (``training.trainer.make_train_dataset`` sets it from the
+same seed). Otherwise seeds are random and training elements
 may be reordered for speed; evaluation (``training=False``) always keeps record order. The data
 set is not repeated.
 """
